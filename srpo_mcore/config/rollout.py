@@ -1,0 +1,38 @@
+"""Rollout engine (vLLM) and weight-sync section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from srpo_mcore.config.base import check, check_choice, check_positive, option
+
+
+@dataclass
+class RolloutConfig:
+    """vLLM runs inside the torchrun job (external launcher); every rank hosts one worker."""
+
+    tensor_parallel_size: int = option(1, "Rollout TP, independent of the trainer's TP and PP.")
+    max_prompt_length: int = option(512, "Prompts longer than this (tokens) are rejected at load time.")
+    max_response_length: int = option(256, "Generation cap; responses cut here get zero advantage.")
+    temperature: float = option(1.0, "Sampling temperature (log-probs are reported after it).")
+    top_p: float = option(1.0, "Nucleus sampling (1.0 keeps the exact on-policy distribution).")
+    dtype: str = option("auto", "Engine dtype: auto (the trainer's params dtype), float32 or bfloat16.")
+    gpu_memory_utilization: float = option(0.5, "GPU: fraction of memory vLLM may take.")
+    cpu_kv_cache_gib: float = option(1.0, "CPU build: KV-cache size (VLLM_CPU_KVCACHE_SPACE).")
+    enforce_eager: bool = option(True, "Skip CUDA graphs / torch.compile (fast start; CPU needs it).")
+    enable_sleep_mode: bool = option(True, "GPU: sleep/wake vLLM around training to hand memory back.")
+    sync_bucket_mb: int = option(256, "Weight-sync bucket size in MiB.")
+    sync_timeout_s: float = option(300.0, "A weight sync that takes longer fails with a clear error.")
+    mismatch_alarm_ratio: float = option(
+        5.0, "Stale-weight alarm: trip when the rollout/trainer log-prob mismatch jumps by this factor."
+    )
+
+    def validate(self, prefix: str = "rollout") -> None:
+        for key in ("tensor_parallel_size", "max_prompt_length", "max_response_length", "sync_bucket_mb",
+                    "sync_timeout_s", "cpu_kv_cache_gib", "mismatch_alarm_ratio"):
+            check_positive(getattr(self, key), f"{prefix}.{key}")
+        check_positive(self.temperature, f"{prefix}.temperature")
+        check(0.0 < self.top_p <= 1.0, f"{prefix}.top_p", f"must be in (0, 1], got {self.top_p}")
+        check(0.0 < self.gpu_memory_utilization < 1.0, f"{prefix}.gpu_memory_utilization",
+              f"must be in (0, 1), got {self.gpu_memory_utilization}")
+        check_choice(self.dtype, ("auto", "float32", "bfloat16", "float16"), f"{prefix}.dtype")

@@ -1,0 +1,88 @@
+"""The one place that owns process groups.
+
+``init_distributed`` starts torch.distributed (nccl on GPU, gloo on CPU) from torchrun's environment and
+Megatron-Core's model-parallel groups; everything else receives the resulting :class:`ParallelState` (or reads
+the groups from it) instead of reaching for globals.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from srpo_mcore import platform
+from srpo_mcore.config.base import ConfigError
+
+
+@dataclass(frozen=True)
+class ParallelState:
+    rank: int
+    world_size: int
+    local_rank: int
+    tp_size: int
+    pp_size: int
+    dp_size: int
+    tp_rank: int
+    pp_rank: int
+    dp_rank: int
+    tp_group: dist.ProcessGroup
+    pp_group: dist.ProcessGroup
+    dp_group: dist.ProcessGroup
+    device: torch.device
+
+    @property
+    def is_first_stage(self) -> bool:
+        return self.pp_rank == 0
+
+    @property
+    def is_last_stage(self) -> bool:
+        return self.pp_rank == self.pp_size - 1
+
+
+def init_process_group(backend: str = "auto", timeout_s: float = 600.0) -> None:
+    """Start the default process group from torchrun's environment (idempotent)."""
+    if dist.is_initialized():
+        return
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise RuntimeError(f"{var} is not set: start this program with torchrun (e.g. torchrun "
+                               f"--nproc_per_node=2 pretrain_srpo.py ...)")
+    backend = platform.distributed_backend(backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def init_model_parallel(tp: int, pp: int, seed: int, backend: str = "auto") -> ParallelState:
+    """Create Megatron's TP/PP/DP groups for this layout and seed the model-parallel RNG."""
+    from megatron.core import parallel_state as mpu
+    from megatron.core import tensor_parallel
+
+    init_process_group(backend)
+    world = dist.get_world_size()
+    if world % (tp * pp) != 0:
+        raise ConfigError("parallel", f"world size {world} is not divisible by TP x PP = {tp * pp}")
+    if mpu.model_parallel_is_initialized():
+        mpu.destroy_model_parallel()
+    mpu.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    platform.adapt_megatron_for_cpu()
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    return ParallelState(
+        rank=dist.get_rank(), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        tp_size=tp, pp_size=pp, dp_size=world // (tp * pp),
+        tp_rank=mpu.get_tensor_model_parallel_rank(), pp_rank=mpu.get_pipeline_model_parallel_rank(),
+        dp_rank=mpu.get_data_parallel_rank(),
+        tp_group=mpu.get_tensor_model_parallel_group(), pp_group=mpu.get_pipeline_model_parallel_group(),
+        dp_group=mpu.get_data_parallel_group(), device=platform.default_device(),
+    )
+
+
+def destroy_model_parallel() -> None:
+    from megatron.core import parallel_state as mpu
+
+    if mpu.model_parallel_is_initialized():
+        mpu.destroy_model_parallel()

@@ -1,0 +1,121 @@
+"""Qwen2.5 on Megatron-Core: config -> TransformerConfig -> GPTModel.
+
+What a layer is made of comes from a Megatron ``ModuleSpec``: Transformer Engine's (fused attention /
+flash-attn) when TE is importable on a GPU, Megatron's local spec otherwise. How it runs (TP/PP, recompute,
+sequence parallel) comes from the parallel config.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+
+from srpo_mcore import platform
+from srpo_mcore.config.base import ConfigError
+from srpo_mcore.config.model import ModelConfig, ParallelConfig
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def transformer_engine_available() -> bool:
+    if not platform.has_cuda():
+        return False
+    try:
+        import transformer_engine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_transformer_impl(model: ModelConfig) -> str:
+    if model.transformer_impl == "auto":
+        return "transformer_engine" if transformer_engine_available() else "local"
+    if model.transformer_impl == "transformer_engine" and not transformer_engine_available():
+        raise ConfigError("model.transformer_impl", "transformer_engine was requested but TE is not importable "
+                          "on this machine (it needs a CUDA GPU); use 'local' or 'auto'")
+    return model.transformer_impl
+
+
+def transformer_config(model: ModelConfig, parallel: ParallelConfig):
+    """Megatron ``TransformerConfig`` for a Qwen2 decoder."""
+    from megatron.core.transformer import TransformerConfig
+
+    dtype = DTYPES[model.params_dtype]
+    impl = resolve_transformer_impl(model)
+    if parallel.sequence_parallel and impl != "transformer_engine":
+        raise ConfigError("parallel.sequence_parallel",
+                          "sequence parallelism needs Transformer Engine norms (local RMSNorm refuses it)")
+    recompute = {}
+    if parallel.recompute_granularity == "selective":
+        recompute = {"recompute_granularity": "selective"}
+    elif parallel.recompute_granularity == "full":
+        recompute = {"recompute_granularity": "full", "recompute_method": "uniform",
+                     "recompute_num_layers": parallel.recompute_num_layers}
+    return TransformerConfig(
+        num_layers=model.num_layers,
+        hidden_size=model.hidden_size,
+        ffn_hidden_size=model.ffn_hidden_size,
+        num_attention_heads=model.num_attention_heads,
+        num_query_groups=model.num_query_groups,
+        kv_channels=model.head_dim,
+        normalization="RMSNorm",
+        layernorm_epsilon=model.norm_epsilon,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=model.add_qkv_bias,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        init_method_std=model.init_method_std,
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        apply_rope_fusion=False,
+        masked_softmax_fusion=False,
+        persist_layer_norm=False,
+        tensor_model_parallel_size=parallel.tensor_model_parallel_size,
+        pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
+        sequence_parallel=parallel.sequence_parallel,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        # Rollout batches have variable lengths; Megatron's config check wants the all-to-all dispatcher
+        # whenever sequence lengths vary under PP, even for a dense model.
+        variable_seq_lengths=True,
+        moe_token_dispatcher_type="alltoall",
+        **recompute,
+        **platform.megatron_cpu_config_overrides(),
+    )
+
+
+def layer_spec(model: ModelConfig):
+    from megatron.core.models.gpt import gpt_layer_specs
+
+    if resolve_transformer_impl(model) == "transformer_engine":
+        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
+    return gpt_layer_specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+
+
+def build_model(model: ModelConfig, parallel: ParallelConfig, *, pre_process: bool, post_process: bool):
+    """A ``GPTModel`` holding this rank's TP shard of this rank's PP stage (on the default device)."""
+    from megatron.core.models.gpt import GPTModel
+
+    config = transformer_config(model, parallel)
+    gpt = GPTModel(
+        config=config,
+        transformer_layer_spec=layer_spec(model),
+        vocab_size=model.padded_vocab_size,
+        max_sequence_length=model.max_position_embeddings,
+        pre_process=pre_process,
+        post_process=post_process,
+        parallel_output=True,
+        share_embeddings_and_output_weights=model.tie_word_embeddings,
+        position_embedding_type="rope",
+        rotary_base=int(model.rotary_base),
+    )
+    platform.adapt_megatron_for_cpu()
+    return gpt.to(platform.default_device())
