@@ -40,13 +40,17 @@ def _check_inputs(args: argparse.Namespace):
     from srpo_mcore.config import validate_model_parallel
     from srpo_mcore.config.base import ConfigError
     from srpo_mcore.config.model import ParallelConfig
-    from srpo_mcore.model.hf_checkpoint import model_config_from_hf
+    from srpo_mcore.model.hf_checkpoint import HFCheckpointReader, model_config_from_hf
     from srpo_mcore.model.mcore_checkpoint import read_model_config
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"error: --out {out} exists and is not empty; refusing to overwrite")
-    model = model_config_from_hf(args.hf) if args.command == "hf-to-mcore" else read_model_config(args.mcore)
+    if args.command == "hf-to-mcore":
+        model = model_config_from_hf(args.hf)
+        HFCheckpointReader(args.hf, model).check_complete()
+    else:
+        model = read_model_config(args.mcore)
     try:
         ParallelConfig(tensor_model_parallel_size=args.tp, pipeline_model_parallel_size=args.pp).validate()
         validate_model_parallel(model, args.tp, args.pp, "parallel")

@@ -99,6 +99,21 @@ class HFCheckpointReader:
         self._open = safe_open
         self._handles: dict[str, object] = {}
 
+    def check_complete(self) -> None:
+        """Check every tensor a Qwen2 model of this config needs is present with the right shape, reading only
+        the safetensors headers (cheap: done before any rank starts)."""
+        for name in hf_tensor_names(self.model):
+            if name not in self.weight_map:
+                raise CheckpointError(f"{self.dir}: tensor '{name}' is missing")
+            file = self.weight_map[name]
+            if file not in self._handles:
+                self._handles[file] = self._open(self.dir / file, framework="pt")
+            shape = tuple(self._handles[file].get_slice(name).get_shape())
+            expected = expected_hf_shape(name, self.model)
+            if shape != expected:
+                raise CheckpointError(f"{self.dir / file}: tensor '{name}' has shape {shape}, expected {expected} "
+                                      "for this Qwen2 config")
+
     def get(self, name: str) -> torch.Tensor:
         if name not in self.weight_map:
             raise CheckpointError(f"{self.dir}: tensor '{name}' is missing")
@@ -111,6 +126,19 @@ class HFCheckpointReader:
             raise CheckpointError(f"{self.dir / file}: tensor '{name}' has shape {tuple(tensor.shape)}, expected "
                                   f"{expected} for this Qwen2 config")
         return tensor
+
+
+def hf_tensor_names(model: ModelConfig) -> list[str]:
+    """Every tensor name of an HF Qwen2 checkpoint with this config."""
+    names = ["model.embed_tokens.weight", "model.norm.weight"]
+    if not model.tie_word_embeddings:
+        names.append("lm_head.weight")
+    per_layer = ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.o_proj.weight",
+                 "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"]
+    per_layer += [f"self_attn.{p}_proj.{k}" for p in "qkv" for k in ("weight", "bias")]
+    for i in range(model.num_layers):
+        names += [f"model.layers.{i}.{n}" for n in per_layer]
+    return names
 
 
 def layer_offset(model_chunk: torch.nn.Module) -> int:
