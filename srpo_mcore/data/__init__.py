@@ -1,0 +1,31 @@
+"""Data layer: typed records, validated loaders, prompt templates and the curation pipeline.
+
+records.py   MathRecord / CodeRecord / CodeTest, dict (JSON) form, DataError
+formats.py   field mappings of the public dataset layouts, format detection
+files.py     raw row reading (JSON, JSONL, .gz, Parquet) and atomic writes
+loaders.py   load_file / load_records / load_many: validated loading
+text.py      escape repair and cleaning helpers
+templates.py prompt templates by name
+filters.py   SRPO rule filters; dedup.py exact/near duplicates; checks.py answer/test checks, grading
+pipeline.py  the curation steps (Curator); report.py their bookkeeping
+curate.py    ``python -m srpo_mcore.data.curate``; inspect.py ``python -m srpo_mcore.data.inspect``
+"""
+
+from srpo_mcore.data.loaders import LoadResult, load_file, load_many, load_records
+from srpo_mcore.data.records import CodeRecord, CodeTest, DataError, MathRecord, Record, record_from_dict
+from srpo_mcore.data.templates import PromptTemplate, get_template
+
+__all__ = [
+    "CodeRecord",
+    "CodeTest",
+    "DataError",
+    "LoadResult",
+    "MathRecord",
+    "PromptTemplate",
+    "Record",
+    "get_template",
+    "load_file",
+    "load_many",
+    "load_records",
+    "record_from_dict",
+]

@@ -1,0 +1,46 @@
+import dataclasses
+
+import pytest
+
+from srpo_mcore.config.base import ConfigError
+from srpo_mcore.config.data import CurationConfig, DataConfig
+
+
+@pytest.mark.parametrize("cls", [DataConfig, CurationConfig])
+def test_defaults_validate_and_every_field_has_help(cls):
+    cls().validate()
+    assert all(f.metadata.get("help") for f in dataclasses.fields(cls))
+
+
+@pytest.mark.parametrize(
+    "change, key, message",
+    [
+        ({"math_train_files": ["train.csv"]}, "data.math_train_files[0]", ".parquet"),
+        ({"eval_files": "aime24.json"}, "data.eval_files", "list of file paths"),
+        ({"file_format": "xml"}, "data.file_format", "not one of"),
+        ({"on_invalid_row": "ignore"}, "data.on_invalid_row", "not one of"),
+        ({"math_template": "r1_zero_code"}, "data.math_template", "is for code, not math"),
+        ({"code_template": "missing"}, "data.code_template", "unknown prompt template"),
+        ({"max_prompt_tokens": 0}, "data.max_prompt_tokens", "> 0"),
+    ],
+)
+def test_data_config_errors_name_the_key(change, key, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        dataclasses.replace(DataConfig(), **change).validate()
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"filters": ["needs_figure", "no_such_filter"]}, "curation.filters[1]"),
+        ({"near_dup_threshold": 1.5}, "curation.near_dup_threshold"),
+        ({"pass_k": 0}, "curation.pass_k"),
+        ({"easy_solve_rate": 0.1, "hard_solve_rate": 0.5}, "curation.easy_solve_rate"),
+        ({"drop_difficulties": ["trivial"]}, "curation.drop_difficulties[0]"),
+    ],
+)
+def test_curation_config_errors_name_the_key(change, key):
+    with pytest.raises(ConfigError) as info:
+        dataclasses.replace(CurationConfig(), **change).validate()
+    assert info.value.key == key
