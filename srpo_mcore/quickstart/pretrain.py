@@ -76,7 +76,7 @@ def greedy_accuracy(model, state, tokenizer, problems, bos_id, eos_id, max_new: 
         last = torch.tensor([len(s) - 1 for s in outputs])
         picked = {}
 
-        def pick(logits, mb):
+        def pick(logits, mb, last=last, picked=picked):
             shards = [torch.empty_like(logits) for _ in range(state.tp_size)]
             dist.all_gather(shards, logits.contiguous(), group=state.tp_group)
             full = torch.cat(shards, dim=-1)[..., : model.config_vocab_size]
