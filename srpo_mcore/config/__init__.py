@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from srpo_mcore.config.algorithm import AlgorithmConfig, ReflectionConfig, SamplingConfig, StageConfig
 from srpo_mcore.config.base import ConfigError, check, option
+from srpo_mcore.config.data import CurationConfig, DataConfig
 from srpo_mcore.config.model import ModelConfig, ParallelConfig
 from srpo_mcore.config.rollout import RolloutConfig
 from srpo_mcore.config.train import LoggingConfig, OptimizerConfig, TrainConfig
@@ -38,6 +40,12 @@ class SRPOConfig:
     optimizer: OptimizerConfig = option(factory=OptimizerConfig, help="AdamW and the LR schedule.")
     train: TrainConfig = option(factory=TrainConfig, help="The RL loop, checkpoints.")
     rollout: RolloutConfig = option(factory=RolloutConfig, help="vLLM rollouts and weight sync.")
+    algorithm: AlgorithmConfig = option(factory=AlgorithmConfig, help="Advantages and the policy loss.")
+    sampling: SamplingConfig = option(factory=SamplingConfig, help="Prompt sampling (History Resampling).")
+    stages: StageConfig = option(factory=StageConfig, help="Stage 1 math, stage 2 math + code.")
+    reflection: ReflectionConfig = option(factory=ReflectionConfig, help="Reflection-pattern statistics.")
+    data: DataConfig = option(factory=DataConfig, help="Training and evaluation data.")
+    curation: CurationConfig = option(factory=CurationConfig, help="The data curation pipeline.")
     logging: LoggingConfig = option(factory=LoggingConfig, help="Metrics sinks.")
 
     def validate(self) -> None:

@@ -34,7 +34,8 @@ class AlgorithmConfig:
     )
     clip_eps_low: float = option(0.2, "PPO ratio clip below: ratio >= 1 - clip_eps_low.")
     clip_eps_high: float = option(
-        0.28, "PPO ratio clip above: ratio <= 1 + clip_eps_high (0.2 = symmetric GRPO)."
+        0.2, "PPO ratio clip above: ratio <= 1 + clip_eps_high (0.2 = symmetric GRPO as in SRPO; DAPO's "
+        "clip-higher uses 0.28)."
     )
     dual_clip_c: float | None = option(
         None, "Dual-clip bound for negative advantages (loss <= c * |A|); must exceed 1; null disables."

@@ -43,11 +43,7 @@ class DataConfig:
     )
     math_template: str = option("r1_zero_math", help="math prompt template: a registered name or a text file")
     code_template: str = option("r1_zero_code", help="code prompt template: a registered name or a text file")
-    max_prompt_tokens: int = option(
-        1024, help="prompts longer than this (in tokens) are dropped from training"
-    )
-    shuffle: bool = option(True, help="shuffle the training records each epoch")
-    shuffle_seed: int = option(1234, help="seed of the training-set shuffle")
+    # Prompt length limits live in rollout.max_prompt_length; epoch shuffling is the sampler's (train.seed).
 
     def validate(self, prefix: str = "data") -> None:
         for name in ("math_train_files", "code_train_files", "eval_files"):
@@ -60,8 +56,6 @@ class DataConfig:
                 get_template(value, domain)
             except ValueError as err:
                 check(False, key, f"{err} (registered: {', '.join(template_names(domain))})")
-        check_positive(self.max_prompt_tokens, f"{prefix}.max_prompt_tokens")
-        check(self.shuffle_seed >= 0, f"{prefix}.shuffle_seed", f"must be >= 0, got {self.shuffle_seed}")
 
 
 @dataclass

@@ -62,3 +62,20 @@ def build_tokenizer(out_dir: str | Path) -> None:
 
 def vocab_size() -> int:
     return len(SPECIAL_TOKENS) + len(WORD_TOKENS) + len(CHARS)
+
+
+def write_datasets(out_dir: str | Path, n_train: int, n_heldout: int, seed: int, held_out_seed: int) -> None:
+    """Write ``train.jsonl`` (RL prompts) and ``heldout.jsonl`` (evaluation) as math records; held-out problems
+    never appear in the training file."""
+    from srpo_mcore.data.records import MathRecord
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    held_out = make_problems(n_heldout, held_out_seed, prefix="eval")
+    taken = {p.prompt for p in held_out}
+    train = [p for p in make_problems(n_train + n_heldout, seed, prefix="train") if p.prompt not in taken][:n_train]
+    for name, problems in (("train.jsonl", train), ("heldout.jsonl", held_out)):
+        rows = [MathRecord(id=p.id, problem=p.prompt, answer=p.answer, source="arithmetic").to_dict() for p in problems]
+        tmp = out / (name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(out / name)

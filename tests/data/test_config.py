@@ -21,7 +21,6 @@ def test_defaults_validate_and_every_field_has_help(cls):
         ({"on_invalid_row": "ignore"}, "data.on_invalid_row", "not one of"),
         ({"math_template": "r1_zero_code"}, "data.math_template", "is for code, not math"),
         ({"code_template": "missing"}, "data.code_template", "unknown prompt template"),
-        ({"max_prompt_tokens": 0}, "data.max_prompt_tokens", "> 0"),
     ],
 )
 def test_data_config_errors_name_the_key(change, key, message):

@@ -1,0 +1,138 @@
+"""Training checkpoints: model + optimizer (Megatron distributed checkpoint), RNG states per rank, and the
+trainer's own state (step, sampler / History Resampling, stage schedule, LR scheduler) as JSON.
+
+Layout under ``<run_dir>/checkpoints/``::
+
+    step_000010/            one complete checkpoint (written as step_000010.tmp, renamed when complete)
+        model_optim/        Megatron torch_dist checkpoint of {"model", "optimizer"}
+        rng/rank_00000.pt   torch / python / numpy / model-parallel RNG states of each rank
+        trainer_state.json  everything else needed to continue exactly
+    latest                  the name of the newest complete checkpoint (replaced atomically)
+
+The newest checkpoint is never half-written: a crash mid-save leaves only a ``.tmp`` directory, which the next
+save removes. Only the last ``keep_last`` complete checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from srpo_mcore import platform
+
+EXIT_CHECKPOINTED_ON_SIGNAL = 75  # EX_TEMPFAIL: SLURM scripts requeue the job on this exit code
+
+
+@dataclass
+class Resumed:
+    step: int
+    trainer_state: dict
+    path: Path
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _rng_state() -> dict:
+    from megatron.core import tensor_parallel
+
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+            "model_parallel": tensor_parallel.get_cuda_rng_tracker().get_states()}
+
+
+def _set_rng_state(state: dict) -> None:
+    from megatron.core import tensor_parallel
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["model_parallel"])
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class CheckpointManager:
+    def __init__(self, run_dir: str | Path, keep_last: int):
+        self.root = Path(run_dir) / "checkpoints"
+        self.keep_last = keep_last
+
+    # ------------------------------------------------------------------ save
+    def save(self, step: int, model_chunk: torch.nn.Module, optimizer, trainer_state: dict) -> Path:
+        """Collective: every rank calls it at the same step."""
+        from megatron.core import dist_checkpointing
+
+        platform.adapt_megatron_for_cpu()
+        name = f"step_{step:06d}"
+        final, tmp = self.root / name, self.root / (name + ".tmp")
+        if _rank() == 0:
+            for stale in self.root.glob("*.tmp"):
+                shutil.rmtree(stale, ignore_errors=True)
+            (tmp / "rng").mkdir(parents=True)
+        _barrier()
+        model_sd = model_chunk.sharded_state_dict()
+        sharded = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd)}
+        (tmp / "model_optim").mkdir(exist_ok=True)
+        dist_checkpointing.save(sharded, str(tmp / "model_optim"))
+        torch.save(_rng_state(), tmp / "rng" / f"rank_{_rank():05d}.pt")
+        _barrier()
+        if _rank() == 0:
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=1))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            _write_text_atomic(self.root / "latest", name)
+            self._prune()
+        _barrier()
+        return final
+
+    def _prune(self) -> None:
+        complete = sorted(p for p in self.root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+        for old in complete[: -self.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # ------------------------------------------------------------------ load
+    def latest(self) -> Path | None:
+        pointer = self.root / "latest"
+        if not pointer.is_file():
+            return None
+        path = self.root / pointer.read_text().strip()
+        if not (path / "trainer_state.json").is_file():
+            raise RuntimeError(f"{pointer} names {path.name}, which is incomplete; remove the pointer to start over")
+        return path
+
+    def load(self, path: Path, model_chunk: torch.nn.Module, optimizer) -> Resumed:
+        """Collective: restore model, optimizer and this rank's RNG; return the trainer state."""
+        from megatron.core import dist_checkpointing
+
+        platform.adapt_megatron_for_cpu()
+        model_sd = model_chunk.sharded_state_dict()
+        sharded = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=True)}
+        with torch.no_grad():
+            state = dist_checkpointing.load(sharded, str(path / "model_optim"))
+        model_chunk.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng_file = path / "rng" / f"rank_{_rank():05d}.pt"
+        if not rng_file.is_file():
+            raise RuntimeError(f"{rng_file}: missing; this checkpoint was written by a job with a different number "
+                               "of ranks (exact resume needs the same world size)")
+        _set_rng_state(torch.load(rng_file, weights_only=False))
+        trainer_state = json.loads((path / "trainer_state.json").read_text())
+        return Resumed(step=trainer_state["step"], trainer_state=trainer_state, path=path)
