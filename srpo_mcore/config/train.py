@@ -51,6 +51,13 @@ class TrainConfig:
     keep_last_checkpoints: int = option(2, "How many checkpoints to keep.")
     export_hf_at_end: bool = option(True, "Write an HF checkpoint of the final policy.")
     eval_interval: int = option(0, "Evaluate every N steps (0 = never).")
+    eval_samples_per_prompt: int = option(4, "Samples per evaluation problem (pass@1 is averaged over them).")
+    kernel_backend: str = option(
+        "auto", "Log-prob / loss kernels: triton (GPU), torch (chunked reference), or auto (triton with CUDA)."
+    )
+    mismatch_alarm_action: str = option(
+        "raise", "When the stale-weight alarm trips: raise (stop the run) or warn (log and continue)."
+    )
 
     def validate(self, prefix: str = "train") -> None:
         for key in ("steps", "prompts_per_step", "samples_per_prompt", "mini_batches_per_step",
@@ -58,6 +65,9 @@ class TrainConfig:
             check_positive(getattr(self, key), f"{prefix}.{key}")
         for key in ("save_interval", "eval_interval"):
             check_positive(getattr(self, key), f"{prefix}.{key}", allow_zero=True)
+        check_positive(self.eval_samples_per_prompt, f"{prefix}.eval_samples_per_prompt")
+        check_choice(self.kernel_backend, ("auto", "triton", "torch"), f"{prefix}.kernel_backend")
+        check_choice(self.mismatch_alarm_action, ("raise", "warn"), f"{prefix}.mismatch_alarm_action")
         check(self.samples_per_prompt >= 2, f"{prefix}.samples_per_prompt",
               "GRPO needs at least 2 samples per prompt to form a group baseline")
         check(self.prompts_per_step % self.mini_batches_per_step == 0, f"{prefix}.mini_batches_per_step",

@@ -86,6 +86,9 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig):
         # Rollout batches have variable lengths; Megatron's config check wants the all-to-all dispatcher
         # whenever sequence lengths vary under PP, even for a dense model.
         variable_seq_lengths=True,
+        # Losses return (sum over tokens, token count); Megatron divides the gradients by the token count summed
+        # over micro-batches and data-parallel ranks: the token-level normalisation SRPO uses.
+        calculate_per_token_loss=True,
         moe_token_dispatcher_type="alltoall",
         **recompute,
         **platform.megatron_cpu_config_overrides(),

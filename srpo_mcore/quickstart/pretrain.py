@@ -130,7 +130,6 @@ def main(argv=None) -> int:
     model.config_vocab_size = cfg.model.vocab_size
     ddp = wrap_ddp(model, cfg.parallel)
     optimizer = build_optimizer(ddp, cfg.optimizer, cfg.parallel, torch.float32)
-    model.config.calculate_per_token_loss = True
     from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
     held_out = make_problems(args.eval_problems, HELD_OUT_SEED, prefix="eval")

@@ -114,7 +114,6 @@ def main():
         loss = vocab_parallel_cross_entropy(logits.float(), labels).sum()
         return loss, torch.tensor(labels.numel()), {"loss_sum": loss.detach(), "tokens": labels.numel()}
 
-    model.config.calculate_per_token_loss = True
     losses = []
     for _ in range(6):
         ddp.zero_grad_buffer()

@@ -1,0 +1,102 @@
+"""From scored rollouts to the trainer's micro-batches.
+
+Every rank holds the whole rollout batch (it is small: token ids and a few floats per token). Each data-parallel
+rank takes its share through :func:`plan_micro_batches` (balanced by tokens, packed under the token budget,
+the same number of micro-batches on every rank) and lays each micro-batch out right-padded as ``[b, s]``:
+
+    input_ids[i]  = (prompt + response)[:-1]
+    targets[i]    = (prompt + response)[1:]
+    loss_mask[i]  = 1 where the target is a response token (0 on prompt and padding)
+
+plus per-token advantages and log-probs aligned with ``targets``. Under pipeline parallelism all micro-batches
+of a rank share one ``[b, s]`` shape (the pipeline's p2p buffers are sized from it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from srpo_mcore.model.forward import MicroBatch
+from srpo_mcore.train.packing import plan_micro_batches
+
+
+@dataclass
+class ScoredSample:
+    """One rollout with everything the update needs. ``group`` indexes the prompt within the step."""
+
+    group: int
+    prompt_id: str
+    domain: str
+    prompt_ids: list[int]
+    response_ids: list[int]
+    rollout_logprobs: list[float]
+    finish_reason: str
+    reward: float = 0.0
+    accuracy: float = 0.0
+    advantage: float = 0.0
+    response_text: str = ""
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+
+def plan_rank_micro_batches(samples: list[ScoredSample], *, dp_rank: int, dp_size: int, token_budget: int
+                            ) -> list[list[int]]:
+    """Indices into ``samples`` for each of this DP rank's micro-batches (possibly empty lists)."""
+    lengths = [max(s.length - 1, 1) for s in samples]
+    plan = plan_micro_batches(lengths, num_ranks=dp_size, token_budget=token_budget)
+    return [batch.tolist() for batch in plan.rank_micro_batches(dp_rank)]
+
+
+def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]], *, pad_id: int,
+                        per_token: dict[str, list[list[float]]] | None = None, uniform_shape: bool) -> list[MicroBatch]:
+    """Lay out each index list as a right-padded micro-batch.
+
+    ``extras`` of each micro-batch: ``targets`` (long), ``loss_mask``, ``advantages``, ``rollout_logprobs`` and any
+    ``per_token`` arrays (e.g. ``old_logprobs``; one list per sample, aligned with its response tokens) as float
+    ``[b, s]`` tensors, plus ``sample_index`` ``[b]`` (-1 for a dummy row). An empty index list becomes one dummy
+    row of padding with zero loss weight, so every rank runs the same number of micro-batches."""
+    per_token = per_token or {}
+    widths = [max((samples[i].length - 1 for i in idx), default=1) for idx in index_lists]
+    rows = [max(len(idx), 1) for idx in index_lists]
+    if uniform_shape:
+        widths = [max(widths)] * len(widths)
+        rows = [max(rows)] * len(rows)
+    batches = []
+    for idx, b, s in zip(index_lists, rows, widths):
+        input_ids = torch.full((b, s), pad_id, dtype=torch.long)
+        targets = torch.full((b, s), pad_id, dtype=torch.long)
+        floats = {name: torch.zeros((b, s), dtype=torch.float32)
+                  for name in ("loss_mask", "advantages", "rollout_logprobs", *per_token)}
+        sample_index = torch.full((b,), -1, dtype=torch.long)
+        for row, i in enumerate(idx):
+            sample = samples[i]
+            seq = sample.prompt_ids + sample.response_ids
+            n = len(seq) - 1
+            input_ids[row, :n] = torch.tensor(seq[:-1])
+            targets[row, :n] = torch.tensor(seq[1:])
+            start, end = len(sample.prompt_ids) - 1, n  # positions whose target is a response token
+            floats["loss_mask"][row, start:end] = 1.0
+            floats["advantages"][row, start:end] = sample.advantage
+            floats["rollout_logprobs"][row, start:end] = torch.tensor(sample.rollout_logprobs, dtype=torch.float32)
+            for name, values in per_token.items():
+                floats[name][row, start:end] = torch.tensor(values[i], dtype=torch.float32)
+            sample_index[row] = i
+        batches.append(MicroBatch(input_ids, {"targets": targets, "sample_index": sample_index, **floats}))
+    return batches
+
+
+def scatter_per_token(micro_batches: list[MicroBatch], values: list[torch.Tensor], num_samples: int
+                      ) -> list[list[float]]:
+    """Per-sample response-token values (e.g. log-probs ``[b, s]`` per micro-batch) back in sample order."""
+    out: list[list[float]] = [[] for _ in range(num_samples)]
+    for mb, value in zip(micro_batches, values):
+        mask = mb.extras["loss_mask"].bool()
+        for row, i in enumerate(mb.extras["sample_index"].tolist()):
+            if i >= 0:
+                out[i] = value[row][mask[row]].tolist()
+    return out

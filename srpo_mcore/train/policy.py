@@ -1,0 +1,129 @@
+"""The policy being trained: this rank's Megatron shard, wrapped in DDP, its optimizer, and the GRPO loss.
+
+Two operations, both over this data-parallel rank's micro-batches and through Megatron's schedule:
+
+* :meth:`Policy.compute_logprobs` - forward only; stores the trainer's log-probs of the sampled tokens in each
+  micro-batch (``extras["old_logprobs"]``, last pipeline stage) and measures how far they are from the rollout
+  engine's (the stale-weight guard's input).
+* :meth:`Policy.train_step` - forward/backward with the fused token-level loss, then one optimizer step.
+
+Normalisation: the loss of a micro-batch is the *sum* over its response tokens (or sequences, for the
+``seq-mean-*`` modes) and the schedule gets the matching count; Megatron divides the gradients by the count
+summed over all micro-batches and data-parallel ranks (``calculate_per_token_loss``), i.e. the global
+token-level mean SRPO uses.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from srpo_mcore.config import SRPOConfig
+from srpo_mcore.distributed import ParallelState
+from srpo_mcore.model.forward import MicroBatch, forward_backward
+from srpo_mcore.model.qwen2 import DTYPES, build_model
+from srpo_mcore.train.optim import build_optimizer, wrap_ddp
+
+LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy")
+
+
+class Policy:
+    def __init__(self, cfg: SRPOConfig, state: ParallelState):
+        from srpo_kernels.backends import get_op
+        from srpo_kernels.grpo_loss_reference import GRPOLossConfig
+
+        self.cfg = cfg
+        self.state = state
+        self.chunk = build_model(cfg.model, cfg.parallel, pre_process=state.is_first_stage,
+                                 post_process=state.is_last_stage)
+        self.ddp = wrap_ddp(self.chunk, cfg.parallel)
+        self.optimizer = build_optimizer(self.ddp, cfg.optimizer, cfg.parallel, DTYPES[cfg.model.params_dtype])
+        self._logprobs = get_op("logprobs", cfg.train.kernel_backend)
+        self._loss = get_op("grpo_loss", cfg.train.kernel_backend)
+        alg = cfg.algorithm
+        self.loss_config = GRPOLossConfig(
+            clip_eps_low=alg.clip_eps_low, clip_eps_high=alg.clip_eps_high, dual_clip_c=alg.dual_clip_c,
+            kl_coef=alg.kl_coef, entropy_coef=alg.entropy_coef, tis_cap=alg.tis_cap,
+            loss_agg_mode=alg.loss_aggregation,
+        )
+        if alg.kl_coef != 0.0:
+            raise NotImplementedError("algorithm.kl_coef > 0 needs a reference model, which this trainer does not "
+                                      "build yet; SRPO trains without KL (set algorithm.kl_coef: 0)")
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def _kernel_kwargs(self) -> dict:
+        return {"vocab_size": self.cfg.model.vocab_size, "temperature": self.cfg.rollout.temperature,
+                "tp_group": self.state.tp_group if self.state.tp_size > 1 else None}
+
+    def _reduce_to_all(self, values: dict[str, float]) -> dict[str, float]:
+        """Sum scalars that live on (last stage, TP rank 0) ranks over the whole job; result on every rank."""
+        keys = sorted(values)
+        contributes = self.state.is_last_stage and self.state.tp_rank == 0
+        vec = torch.tensor([values[k] if contributes else 0.0 for k in keys], dtype=torch.float64)
+        dist.all_reduce(vec)
+        return dict(zip(keys, vec.tolist()))
+
+    # ------------------------------------------------------------------------------------------- ops
+    @torch.no_grad()
+    def compute_logprobs(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
+        """Store ``old_logprobs`` in each micro-batch (last stage) and return rollout/trainer mismatch sums:
+        ``tokens``, ``abs_delta_sum``, ``abs_delta_max``, ``ratio_outside`` (tokens with ratio outside [0.5, 2])."""
+        stats = {"tokens": 0.0, "abs_delta_sum": 0.0, "abs_delta_max": 0.0, "ratio_outside": 0.0}
+
+        def measure(logits, mb):
+            b, s, v = logits.shape
+            logp, _ = self._logprobs(logits.reshape(b * s, v), mb.extras["targets"].reshape(-1),
+                                     **self._kernel_kwargs())
+            logp = logp.reshape(b, s).float()
+            mask = mb.extras["loss_mask"].bool()
+            mb.extras["old_logprobs"] = torch.where(mask, logp, torch.zeros_like(logp))
+            delta = (logp - mb.extras["rollout_logprobs"]).abs()[mask]
+            stats["tokens"] += float(mask.sum())
+            stats["abs_delta_sum"] += float(delta.sum())
+            stats["abs_delta_max"] = max(stats["abs_delta_max"], float(delta.max()) if delta.numel() else 0.0)
+            stats["ratio_outside"] += float((delta > torch.log(torch.tensor(2.0))).sum())
+            return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
+
+        self.ddp.eval()
+        forward_backward(self.ddp, micro_batches, measure, forward_only=True)
+        self.ddp.train()
+        local_max = stats.pop("abs_delta_max")
+        reduced = self._reduce_to_all(stats)
+        maximum = torch.tensor([local_max], dtype=torch.float64)
+        dist.all_reduce(maximum, op=dist.ReduceOp.MAX)
+        reduced["abs_delta_max"] = float(maximum)
+        return reduced
+
+    def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float) -> dict[str, float]:
+        """One optimizer update over this rank's micro-batches; returns step metrics (means over all tokens)."""
+        token_mean = self.cfg.algorithm.loss_aggregation == "token-mean"
+        sums = {k: 0.0 for k in ("loss", *LOSS_METRICS)}
+
+        def loss_fn(logits, mb):
+            b, s, v = logits.shape
+            mask = mb.extras["loss_mask"]
+            loss, metrics = self._loss(
+                logits.reshape(b * s, v), mb.extras["targets"].reshape(-1), mb.extras["old_logprobs"].reshape(-1),
+                mb.extras["advantages"].reshape(-1), mask.reshape(-1), config=self.loss_config,
+                rollout_logp=mb.extras["rollout_logprobs"].reshape(-1) if self.loss_config.tis_cap else None,
+                seq_ids=None if token_mean else torch.arange(b).repeat_interleave(s),
+                num_global_tokens=1.0, num_global_seqs=1.0, compute_entropy=True, **self._kernel_kwargs(),
+            )
+            count = mask.sum() if token_mean else (mask.sum(dim=1) > 0).sum()
+            sums["loss"] += float(loss.detach())
+            for key in LOSS_METRICS:
+                if key in metrics:
+                    sums[key] += float(metrics[key])
+            return loss, count.to(torch.int), {}
+
+        self.ddp.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        forward_backward(self.ddp, micro_batches, loss_fn, forward_only=False)
+        update_ok, grad_norm, _ = self.optimizer.step()
+        totals = self._reduce_to_all(sums)
+        out = {f"loss/{k}": v / max(global_tokens, 1.0) for k, v in totals.items() if k != "loss"}
+        out["loss/policy"] = totals["loss"] / max(global_tokens, 1.0) if token_mean else totals["loss"]
+        out["optim/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
+        out["optim/update_skipped"] = 0.0 if update_ok else 1.0
+        out["optim/lr"] = self.optimizer.param_groups[0]["lr"]
+        return out
