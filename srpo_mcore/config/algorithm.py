@@ -105,7 +105,10 @@ class SamplingConfig:
 class StageConfig:
     """The two-stage schedule: stage 1 math only, stage 2 math + code."""
 
-    two_stage: bool = option(True, "Start on math only; false trains on the stage-2 mixture from step 0.")
+    two_stage: bool = option(
+        False, "Start on math only and switch to math + code later (the SRPO recipe; needs switch_step or "
+        "plateau_window); false trains on one mixture throughout."
+    )
     switch_step: int | None = option(
         None, "First step of stage 2 (counted from 0); null leaves the switch to the plateau rule."
     )

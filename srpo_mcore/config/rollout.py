@@ -18,13 +18,28 @@ class RolloutConfig:
     top_p: float = option(1.0, "Nucleus sampling (1.0 keeps the exact on-policy distribution).")
     dtype: str = option("auto", "Engine dtype: auto (the trainer's params dtype), float32 or bfloat16.")
     gpu_memory_utilization: float = option(0.5, "GPU: fraction of memory vLLM may take.")
-    cpu_kv_cache_gib: float = option(1.0, "CPU build: KV-cache size (VLLM_CPU_KVCACHE_SPACE).")
+    cpu_kv_cache_gib: float = option(
+        1.0, "CPU build: KV-cache size in GiB per rank (passed as vLLM's kv_cache_memory_bytes, the modern form of "
+        "VLLM_CPU_KVCACHE_SPACE)."
+    )
     enforce_eager: bool = option(True, "Skip CUDA graphs / torch.compile (fast start; CPU needs it).")
     enable_sleep_mode: bool = option(True, "GPU: sleep/wake vLLM around training to hand memory back.")
+    sleep_level: int = option(
+        2, "GPU sleep level: 2 discards the weights while asleep (every wake is followed by a full weight sync, "
+        "the normal RL loop), 1 keeps a CPU copy of them (costs host memory and a copy each way)."
+    )
     sync_bucket_mb: int = option(256, "Weight-sync bucket size in MiB.")
     sync_timeout_s: float = option(300.0, "A weight sync that takes longer fails with a clear error.")
+    sync_transport: str = option(
+        "auto", "How bucket bytes reach every rank: 'shm' (one node, CPU: the owning ranks write HF tensors into a "
+        "node-shared buffer), 'collective' (TP all-gather + PP broadcast; GPU/NCCL or several nodes), 'auto'."
+    )
     mismatch_alarm_ratio: float = option(
         5.0, "Stale-weight alarm: trip when the rollout/trainer log-prob mismatch jumps by this factor."
+    )
+    mismatch_alarm_floor: float = option(
+        1e-3, "Stale-weight alarm: mean |log-prob delta| (nats) below this never trips it (fp32 noise is ~1e-6, "
+        "bf16 rollouts ~1e-2; a skipped sync is typically > 0.1)."
     )
 
     def validate(self, prefix: str = "rollout") -> None:
@@ -36,3 +51,8 @@ class RolloutConfig:
         check(0.0 < self.gpu_memory_utilization < 1.0, f"{prefix}.gpu_memory_utilization",
               f"must be in (0, 1), got {self.gpu_memory_utilization}")
         check_choice(self.dtype, ("auto", "float32", "bfloat16", "float16"), f"{prefix}.dtype")
+        check_choice(self.sleep_level, (1, 2), f"{prefix}.sleep_level")
+        check_choice(self.sync_transport, ("auto", "shm", "collective"), f"{prefix}.sync_transport")
+        check_positive(self.mismatch_alarm_floor, f"{prefix}.mismatch_alarm_floor", allow_zero=True)
+        check(self.mismatch_alarm_ratio > 1.0, f"{prefix}.mismatch_alarm_ratio",
+              f"must be > 1 (a factor over the running baseline), got {self.mismatch_alarm_ratio}")

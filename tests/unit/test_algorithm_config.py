@@ -42,7 +42,7 @@ def test_defaults_validate():
         (SamplingConfig, {"when_all_solved": "loop"}, "sampling.when_all_solved"),
         (SamplingConfig, {"dynamic_oversample_factor": 0.5}, "sampling.dynamic_oversample_factor"),
         (SamplingConfig, {"dynamic_max_rounds": 0}, "sampling.dynamic_max_rounds"),
-        (StageConfig, {}, "stage.switch_step"),
+        (StageConfig, {"two_stage": True}, "stage.switch_step"),
         (StageConfig, {"switch_step": 0}, "stage.switch_step"),
         (StageConfig, {"switch_step": 5, "stage2_code_fraction": 1.0}, "stage.stage2_code_fraction"),
         (StageConfig, {"plateau_window": -1}, "stage.plateau_window"),

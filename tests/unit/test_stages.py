@@ -7,14 +7,14 @@ from srpo_mcore.algorithm.stages import DomainCounts, StageSwitch, TwoStageSched
 from srpo_mcore.config.algorithm import StageConfig
 from srpo_mcore.config.base import ConfigError
 
-PLATEAU = StageConfig(plateau_window=2, plateau_min_improvement=0.05, stage2_code_fraction=0.25)
+PLATEAU = StageConfig(two_stage=True, plateau_window=2, plateau_min_improvement=0.05, stage2_code_fraction=0.25)
 # window means: [.1 .2] -> [.3 .4] +0.2; [.2 .3] -> [.4 .42] +0.16; [.3 .4] -> [.42 .41] +0.065;
 # [.4 .42] -> [.41 .40] -0.005: plateau after step 6
 REWARDS = [0.1, 0.2, 0.3, 0.4, 0.42, 0.41, 0.40, 0.9]
 
 
 def test_switch_at_configured_step():
-    schedule = TwoStageSchedule(StageConfig(switch_step=3, stage2_code_fraction=0.25))
+    schedule = TwoStageSchedule(StageConfig(two_stage=True, switch_step=3, stage2_code_fraction=0.25))
     assert schedule.prompt_counts(8) == DomainCounts(math=8, code=0)
     assert schedule.observe(0, 0.5) is None
     assert schedule.observe(1, 0.5) is None
@@ -37,7 +37,7 @@ def test_switch_on_plateau():
 
 
 def test_min_stage1_steps_delays_the_plateau_rule():
-    schedule = TwoStageSchedule(StageConfig(plateau_window=2, min_stage1_steps=6))
+    schedule = TwoStageSchedule(StageConfig(two_stage=True, plateau_window=2, min_stage1_steps=6))
     events = [schedule.observe(step, 0.3) for step in range(7)]
     assert [e is not None for e in events] == [False] * 5 + [True, False]
 
@@ -70,8 +70,8 @@ def test_ratio_rounding():
 
 def test_rejects_bad_input():
     with pytest.raises(ConfigError, match="stage.switch_step"):
-        TwoStageSchedule(StageConfig())  # no rule would ever switch
-    schedule = TwoStageSchedule(StageConfig(switch_step=5))
+        TwoStageSchedule(StageConfig(two_stage=True))  # no rule would ever switch
+    schedule = TwoStageSchedule(StageConfig(two_stage=True, switch_step=5))
     with pytest.raises(ValueError, match="not finite"):
         schedule.observe(0, math.nan)
     with pytest.raises(ValueError):
