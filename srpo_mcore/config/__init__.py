@@ -24,6 +24,7 @@ from srpo_mcore.config.algorithm import AlgorithmConfig, ReflectionConfig, Sampl
 from srpo_mcore.config.base import ConfigError, check, option
 from srpo_mcore.config.data import CurationConfig, DataConfig
 from srpo_mcore.config.model import ModelConfig, ParallelConfig
+from srpo_mcore.config.rewards import RewardConfig
 from srpo_mcore.config.rollout import RolloutConfig
 from srpo_mcore.config.train import LoggingConfig, OptimizerConfig, TrainConfig
 
@@ -40,6 +41,7 @@ class SRPOConfig:
     optimizer: OptimizerConfig = option(factory=OptimizerConfig, help="AdamW and the LR schedule.")
     train: TrainConfig = option(factory=TrainConfig, help="The RL loop, checkpoints.")
     rollout: RolloutConfig = option(factory=RolloutConfig, help="vLLM rollouts and weight sync.")
+    rewards: RewardConfig = option(factory=RewardConfig, help="Rule rewards: accuracy, format, language mixing.")
     algorithm: AlgorithmConfig = option(factory=AlgorithmConfig, help="Advantages and the policy loss.")
     sampling: SamplingConfig = option(factory=SamplingConfig, help="Prompt sampling (History Resampling).")
     stages: StageConfig = option(factory=StageConfig, help="Stage 1 math, stage 2 math + code.")

@@ -65,10 +65,11 @@ class Policy:
 
     # ------------------------------------------------------------------------------------------- ops
     @torch.no_grad()
-    def compute_logprobs(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
-        """Store ``old_logprobs`` in each micro-batch (last stage) and return rollout/trainer mismatch sums:
-        ``tokens``, ``abs_delta_sum``, ``abs_delta_max``, ``ratio_outside`` (tokens with ratio outside [0.5, 2])."""
-        stats = {"tokens": 0.0, "abs_delta_sum": 0.0, "abs_delta_max": 0.0, "ratio_outside": 0.0}
+    def compute_logprobs(self, micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the trainer's log-probs of the sampled tokens in each micro-batch (``extras["old_logprobs"]``,
+        last stage) and return ``(rollout, trainer)`` log-probs of all response tokens as flat tensors (empty
+        on other stages): the stale-weight guard's input."""
+        rollout, trainer = [], []
 
         def measure(logits, mb):
             b, s, v = logits.shape
@@ -77,22 +78,15 @@ class Policy:
             logp = logp.reshape(b, s).float()
             mask = mb.extras["loss_mask"].bool()
             mb.extras["old_logprobs"] = torch.where(mask, logp, torch.zeros_like(logp))
-            delta = (logp - mb.extras["rollout_logprobs"]).abs()[mask]
-            stats["tokens"] += float(mask.sum())
-            stats["abs_delta_sum"] += float(delta.sum())
-            stats["abs_delta_max"] = max(stats["abs_delta_max"], float(delta.max()) if delta.numel() else 0.0)
-            stats["ratio_outside"] += float((delta > torch.log(torch.tensor(2.0))).sum())
+            rollout.append(mb.extras["rollout_logprobs"][mask])
+            trainer.append(logp[mask])
             return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
 
         self.ddp.eval()
         forward_backward(self.ddp, micro_batches, measure, forward_only=True)
         self.ddp.train()
-        local_max = stats.pop("abs_delta_max")
-        reduced = self._reduce_to_all(stats)
-        maximum = torch.tensor([local_max], dtype=torch.float64)
-        dist.all_reduce(maximum, op=dist.ReduceOp.MAX)
-        reduced["abs_delta_max"] = float(maximum)
-        return reduced
+        empty = torch.zeros(0)
+        return (torch.cat(rollout) if rollout else empty), (torch.cat(trainer) if trainer else empty)
 
     def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float) -> dict[str, float]:
         """One optimizer update over this rank's micro-batches; returns step metrics (means over all tokens)."""

@@ -1,0 +1,48 @@
+"""Decode rollouts and score them with the rule rewards, spread over all ranks.
+
+Every rank holds every rollout; rank ``r`` scores samples ``r, r + world, ...`` (math verification and sandboxed
+code tests are the expensive part) and the scores are all-gathered, so every rank ends with the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.distributed as dist
+
+from srpo_mcore.train.batch import ScoredSample
+from srpo_mcore.train.prompts import Prompt
+
+
+def score_rollouts(rollouts, prompts: Sequence[Prompt], tokenizer, rewards, samples_per_prompt: int
+                   ) -> list[list[ScoredSample]]:
+    """``rollouts`` in global order (prompt-major); ``prompts[i]`` is the prompt of ``rollout.prompt_index == i``.
+    Returns one list of ``samples_per_prompt`` scored samples per prompt."""
+    from srpo_mcore.rewards import RewardRequest
+
+    samples = []
+    for r in rollouts:
+        prompt = prompts[r.prompt_index]
+        samples.append(ScoredSample(
+            group=r.prompt_index, prompt_id=prompt.record.id, domain=prompt.domain,
+            prompt_ids=list(r.prompt_token_ids), response_ids=list(r.response_token_ids),
+            rollout_logprobs=list(r.logprobs), finish_reason=r.finish_reason,
+            response_text=tokenizer.decode(r.response_token_ids, skip_special_tokens=True),
+            extras={"sampler_id": prompt.index}))
+    world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
+    mine = list(range(rank, len(samples), world))
+    requests = [RewardRequest(samples[i].domain, samples[i].response_text, prompts[samples[i].group].ground_truth,
+                              samples[i].prompt_id) for i in mine]
+    local = [(i, r.reward, r.accuracy, r.format_ok, r.language_penalty, r.status)
+             for i, r in zip(mine, rewards.score(requests))]
+    gathered: list = [None] * world
+    if world > 1:
+        dist.all_gather_object(gathered, local)
+    else:
+        gathered = [local]
+    for part in gathered:
+        for i, reward, accuracy, format_ok, language_penalty, status in part:
+            samples[i].reward, samples[i].accuracy = reward, accuracy
+            samples[i].extras.update(format_ok=format_ok, language_penalty=language_penalty, status=status)
+    n = samples_per_prompt
+    return [samples[i:i + n] for i in range(0, len(samples), n)]

@@ -1,0 +1,345 @@
+"""The SRPO training loop. ``run_training`` builds everything, then each step reads top to bottom:
+
+    prompts  --rollout-->  samples  --reward-->  scores  --advantage-->  micro-batches
+             --log-probs (stale-weight guard)-->  --train (loss, optimizer)-->  --sync weights-->  vLLM
+
+Every rank runs this same program (SPMD under torchrun): vLLM workers and Megatron shards live side by side,
+and every decision (which prompts, which groups to keep, when to stop) is made identically on all ranks from
+data that all ranks hold. Weight sync is the loop's one back-edge, from trainer to rollout engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from srpo_mcore.algorithm.advantages import grpo_advantages
+from srpo_mcore.algorithm.reflection import ReflectionCounter
+from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_prompt_sampler
+from srpo_mcore.algorithm.stages import TwoStageSchedule
+from srpo_mcore.config import SRPOConfig, to_yaml, validate_world_size
+from srpo_mcore.distributed import ParallelState, init_model_parallel
+from srpo_mcore.model.qwen2 import DTYPES
+from srpo_mcore.train.batch import ScoredSample, build_micro_batches, plan_rank_micro_batches
+from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
+from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
+from srpo_mcore.train.policy import Policy
+from srpo_mcore.train.prompts import PromptTable
+from srpo_mcore.train.scoring import score_rollouts
+
+logger = logging.getLogger("srpo_mcore.train")
+
+
+# ------------------------------------------------------------------------------------------------ one step
+
+
+@dataclass
+class StepContext:
+    """What a step needs, built once by :func:`run_training`."""
+
+    cfg: SRPOConfig
+    state: ParallelState
+    prompts: PromptTable
+    samplers: dict[str, PromptSampler]  # one per domain
+    stages: TwoStageSchedule
+    engine: object  # srpo_mcore.rollout.engine.RolloutEngine
+    weight_sync: object  # srpo_mcore.rollout.weight_sync.WeightSync
+    rewards: object  # srpo_mcore.rewards.RewardManager
+    guard: object  # srpo_mcore.rollout.guard.MismatchGuard
+    policy: Policy
+    tokenizer: object
+    reflection: ReflectionCounter
+    eval_prompts: PromptTable | None = None
+
+
+def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
+    cfg, timer = ctx.cfg, PhaseTimer()
+    metrics: dict[str, float] = {}
+
+    # 1-2. Rollout and reward, group by group, until the samplers have assembled the step's batch.
+    samples, sampling_metrics = collect_groups(ctx, step, timer)
+    metrics.update(sampling_metrics)
+
+    # 3. Advantages: group-normalised rewards; truncated responses and equal-reward groups get 0.
+    with timer("advantage"):
+        metrics.update(assign_advantages(samples, cfg))
+
+    # 4. Trainer log-probs of the sampled tokens (the PPO "old" policy) and the stale-weight guard.
+    with timer("logprobs"):
+        mini_batches = split_mini_batches(samples, cfg.train.mini_batches_per_step)
+        micro = [build_rank_micro_batches(ctx, mb) for mb in mini_batches]
+        rollout_lp, trainer_lp = zip(*(ctx.policy.compute_logprobs(m) for m in micro))
+        guard = ctx.guard.update(torch.cat(rollout_lp), torch.cat(trainer_lp), group=dist.group.WORLD)
+        metrics.update({"mismatch/mean_abs": guard.mean_abs, "mismatch/max_abs": guard.max_abs,
+                        "mismatch/frac_ratio_outside": guard.frac_ratio_outside, "mismatch/alarm": float(guard.alarm)})
+
+    # 5. Policy update(s): fused token-level GRPO loss -> Megatron backward -> AdamW.
+    with timer("train"):
+        for group_samples, micro_batches in zip(mini_batches, micro):
+            tokens = float(sum(len(s.response_ids) for s in group_samples))
+            metrics.update(ctx.policy.train_step(micro_batches, global_tokens=tokens))
+
+    # 6. Weight sync, trainer -> vLLM: the loop's one back-edge.
+    with timer("sync"):
+        sync = ctx.weight_sync.sync(ctx.engine)
+    metrics["sync/gb_per_s"] = sync.gb_per_s
+
+    metrics.update(response_metrics(ctx, samples))
+    metrics.update(timer.pop())
+    total = sum(v for k, v in metrics.items() if k.startswith("time/"))
+    metrics["time/step_s"] = total
+    metrics["throughput/tokens_per_s"] = sum(s.length for s in samples) / max(total, 1e-9)
+    return metrics
+
+
+def collect_groups(ctx: StepContext, step: int, timer: PhaseTimer) -> tuple[list[ScoredSample], dict]:
+    """Draw prompts per the stage schedule and each domain's sampler (vanilla, History Resampling or dynamic),
+    generate ``samples_per_prompt`` responses each, score them, and keep what the sampler keeps."""
+    from srpo_mcore.rollout.engine import SamplingOptions
+
+    cfg = ctx.cfg
+    counts = ctx.stages.prompt_counts(cfg.train.prompts_per_step)
+    wanted_by_domain = {"math": counts.math, "code": counts.code}
+    if "code" not in ctx.samplers:  # no code data: the whole batch is math
+        wanted_by_domain = {"math": cfg.train.prompts_per_step, "code": 0}
+    elif "math" not in ctx.samplers:
+        wanted_by_domain = {"math": 0, "code": cfg.train.prompts_per_step}
+    options = SamplingOptions.from_config(cfg.rollout, stop_token_ids=[ctx.tokenizer.eos_token_id])
+    kept: list[ScoredSample] = []
+    out: dict[str, float] = {}
+    round_seed = cfg.train.seed * 1_000_003 + step * 101
+    for domain, wanted in wanted_by_domain.items():
+        if wanted == 0:
+            continue
+        batch = ctx.samplers[domain].begin_batch(wanted)
+        while prompt_ids := batch.next_request():
+            round_seed += 1
+            with timer("rollout"):
+                rollouts = ctx.engine.generate([ctx.prompts[i].token_ids for i in prompt_ids],
+                                               cfg.train.samples_per_prompt, options, seed=round_seed)
+            with timer("reward"):
+                groups = score_rollouts(rollouts, [ctx.prompts[i] for i in prompt_ids], ctx.tokenizer,
+                                        ctx.rewards, cfg.train.samples_per_prompt)
+            keep = batch.add([GroupOutcome(g[0].extras["sampler_id"], tuple(s.reward for s in g),
+                                           tuple(s.accuracy > 0.5 for s in g)) for g in groups])
+            kept.extend(s for g, k in zip(groups, keep) if k for s in g)
+        stats = batch.stats
+        out[f"sampling/{domain}_groups_kept"] = stats.groups_kept
+        out[f"sampling/{domain}_groups_dropped_equal_rewards"] = stats.groups_dropped_equal_rewards
+        out.update(ctx.samplers[domain].metrics(prefix=f"sampling/{domain}/"))
+    for group, start in enumerate(range(0, len(kept), cfg.train.samples_per_prompt)):
+        for s in kept[start:start + cfg.train.samples_per_prompt]:
+            s.group = group
+    return kept, out
+
+
+def assign_advantages(samples: list[ScoredSample], cfg: SRPOConfig) -> dict[str, float]:
+    n = cfg.train.samples_per_prompt
+    if not samples:
+        raise RuntimeError("the step collected no samples (every group was dropped); see sampling/* metrics")
+    rewards = torch.tensor([s.reward for s in samples], dtype=torch.float64).reshape(-1, n)
+    truncated = torch.tensor([s.finish_reason == "length" for s in samples]).reshape(-1, n)
+    result = grpo_advantages(rewards, truncated, normalize_by_std=cfg.algorithm.normalize_advantage_by_std,
+                             eps=cfg.algorithm.advantage_eps, zero_truncated=cfg.algorithm.overlong_zero_advantage)
+    for s, a in zip(samples, result.flat().tolist()):
+        s.advantage = a
+    return {"advantage/zero_group_fraction": result.zero_advantage_fraction,
+            "advantage/equal_reward_group_fraction": result.equal_reward_fraction,
+            "advantage/abs_mean": float(result.advantages.abs().mean())}
+
+
+def split_mini_batches(samples: list[ScoredSample], k: int) -> list[list[ScoredSample]]:
+    """``k`` mini-batches of whole groups (a group's samples stay together)."""
+    groups: dict[int, list[ScoredSample]] = {}
+    for s in samples:
+        groups.setdefault(s.group, []).append(s)
+    ordered = list(groups.values())
+    per = -(-len(ordered) // k)
+    return [[s for g in ordered[i:i + per] for s in g] for i in range(0, len(ordered), per)]
+
+
+def build_rank_micro_batches(ctx: StepContext, samples: list[ScoredSample]):
+    index_lists = plan_rank_micro_batches(samples, dp_rank=ctx.state.dp_rank, dp_size=ctx.state.dp_size,
+                                          token_budget=ctx.cfg.train.max_tokens_per_micro_batch)
+    return build_micro_batches(samples, index_lists, pad_id=ctx.tokenizer.pad_token_id or 0,
+                               uniform_shape=ctx.state.pp_size > 1)
+
+
+def response_metrics(ctx: StepContext, samples: list[ScoredSample]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for domain in ("math", "code"):
+        mine = [s for s in samples if s.domain == domain]
+        if mine:
+            out[f"reward/{domain}_mean"] = sum(s.reward for s in mine) / len(mine)
+            out[f"accuracy/{domain}_mean"] = sum(s.accuracy for s in mine) / len(mine)
+    out["reward/mean"] = sum(s.reward for s in samples) / len(samples)
+    out["accuracy/mean"] = sum(s.accuracy for s in samples) / len(samples)
+    out["response/length_mean"] = sum(len(s.response_ids) for s in samples) / len(samples)
+    out["response/truncated_fraction"] = sum(s.finish_reason == "length" for s in samples) / len(samples)
+    out["response/format_ok_fraction"] = sum(bool(s.extras.get("format_ok")) for s in samples) / len(samples)
+    stats = ctx.reflection.measure([s.response_text for s in samples], [len(s.response_ids) for s in samples])
+    out.update(stats.as_metrics())
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the run
+
+
+class PreemptionFlag:
+    """SIGTERM (SLURM preemption, torchrun shutdown) asks for a checkpoint at the next step boundary; all ranks
+    agree on it through one all-reduce per step, so they stop at the same step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def agreed(self) -> bool:
+        flag = torch.tensor([1.0 if self.requested else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def trainer_state(ctx: StepContext) -> dict:
+    return {"samplers": {d: s.state_dict() for d, s in ctx.samplers.items()}, "stages": ctx.stages.state_dict(),
+            "guard_baseline": ctx.guard.baseline}
+
+
+def restore_trainer_state(ctx: StepContext, state: dict) -> None:
+    for domain, sampler in ctx.samplers.items():
+        sampler.load_state_dict(state["samplers"][domain])
+    ctx.stages.load_state_dict(state["stages"])
+    ctx.guard.baseline = state.get("guard_baseline")
+
+
+def setup_logging(cfg: SRPOConfig, run_dir: Path, rank: int) -> None:
+    level = getattr(logging, cfg.logging.log_level)
+    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / "logs" / f"rank{rank:05d}.log")]
+    if rank == 0:
+        handlers.append(logging.StreamHandler())
+    logging.basicConfig(level=level, handlers=handlers, force=True,
+                        format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s")
+
+
+def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSampler]:
+    samplers = {}
+    for offset, domain in enumerate(("math", "code")):
+        ids = prompts.by_domain[domain]
+        if ids:
+            samplers[domain] = build_prompt_sampler(cfg.sampling, ids, seed=cfg.train.seed + offset)
+    return samplers
+
+
+def run_training(cfg: SRPOConfig) -> int:
+    """Build, resume or initialise, loop, close. Returns the process exit code."""
+    from transformers import AutoTokenizer
+
+    from srpo_mcore.rewards import RewardManager
+    from srpo_mcore.rollout.engine import RolloutEngine, shutdown_job
+    from srpo_mcore.rollout.env import configure_vllm_environment
+    from srpo_mcore.rollout.guard import MismatchGuard
+    from srpo_mcore.rollout.weight_sync import WeightSync
+
+    run_dir = Path(cfg.train.run_dir)
+    state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,
+                                cfg.train.seed, cfg.parallel.backend)
+    validate_world_size(cfg, state.world_size)
+    if state.rank == 0:
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    dist.barrier()
+    setup_logging(cfg, run_dir, state.rank)
+    if not cfg.train.init_checkpoint:
+        raise SystemExit("error: train.init_checkpoint is empty; SRPO starts from a pretrained HF checkpoint "
+                         "(its tokenizer is needed too)")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.train.init_checkpoint)
+    prompts = PromptTable.load(cfg, tokenizer)
+    logger.info("%d training prompts (math %d, code %d)", len(prompts), len(prompts.by_domain["math"]),
+                len(prompts.by_domain["code"]))
+
+    policy = Policy(cfg, state)
+    checkpoints = CheckpointManager(run_dir, cfg.train.keep_last_checkpoints)
+    configure_vllm_environment(run_dir)
+    rollout_dtype = DTYPES[cfg.model.params_dtype if cfg.rollout.dtype == "auto" else cfg.rollout.dtype]
+    engine = RolloutEngine(cfg.rollout, cfg.model, seed=cfg.train.seed, dtype=rollout_dtype)
+    ctx = StepContext(
+        cfg=cfg, state=state, prompts=prompts, samplers=build_samplers(cfg, prompts),
+        stages=TwoStageSchedule(cfg.stages), engine=engine,
+        weight_sync=WeightSync(policy.chunk, cfg.model, state, cfg.rollout, dtype=rollout_dtype), rewards=RewardManager(cfg.rewards),
+        guard=MismatchGuard.from_config(cfg.rollout, raise_on_alarm=cfg.train.mismatch_alarm_action == "raise"),
+        policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection))
+
+    start_step = 0
+    latest = checkpoints.latest()
+    if latest is not None:
+        resumed = checkpoints.load(latest, policy.chunk, policy.optimizer)
+        restore_trainer_state(ctx, resumed.trainer_state)
+        start_step = resumed.step
+        logger.info("resumed from %s (step %d)", latest, start_step)
+    else:
+        from srpo_mcore.model.hf_checkpoint import load_hf_into_model
+
+        load_hf_into_model(policy.chunk, cfg.model, cfg.train.init_checkpoint, state.tp_rank, state.tp_size)
+        logger.info("initialised the policy from %s", cfg.train.init_checkpoint)
+    ctx.weight_sync.sync(engine)
+
+    metrics = MetricsLogger(run_dir, cfg.logging, is_writer=state.rank == 0, total_steps=cfg.train.steps,
+                            start_step=start_step)
+    preemption = PreemptionFlag()
+    exit_code = 0
+    try:
+        if start_step == 0 and cfg.train.eval_interval:
+            metrics.log(0, evaluate(ctx))
+        for step in range(start_step + 1, cfg.train.steps + 1):
+            record = srpo_step(ctx, step)
+            switch = ctx.stages.observe(step, record.get("reward/math_mean", record["reward/mean"]))
+            if switch is not None:
+                metrics.message(switch.message())
+                record["stage/switched"] = 1.0
+            record["stage/current"] = float(ctx.stages.state_dict().get("stage", 1))
+            if cfg.train.eval_interval and step % cfg.train.eval_interval == 0:
+                record.update(evaluate(ctx))
+            metrics.log(step, record)
+            stop = preemption.agreed()
+            if stop or (cfg.train.save_interval and step % cfg.train.save_interval == 0) or step == cfg.train.steps:
+                checkpoints.save(step, policy.chunk, policy.optimizer, trainer_state(ctx))
+            if stop:
+                metrics.message(f"SIGTERM: checkpointed step {step}; exiting with {EXIT_CHECKPOINTED_ON_SIGNAL} "
+                                "for a requeue")
+                exit_code = EXIT_CHECKPOINTED_ON_SIGNAL
+                break
+        if exit_code == 0 and cfg.train.export_hf_at_end:
+            from srpo_mcore.model.hf_checkpoint import save_hf_checkpoint
+
+            save_hf_checkpoint(policy.chunk, cfg.model, run_dir / "hf_final", dtype=cfg.model.params_dtype,
+                               tp_group=state.tp_group, tp_size=state.tp_size, tp_rank=state.tp_rank,
+                               dp_rank=state.dp_rank)
+            if state.rank == 0:
+                tokenizer.save_pretrained(str(run_dir / "hf_final"))
+        if state.rank == 0 and cfg.logging.jsonl:
+            from srpo_mcore.train.plots import render
+
+            metrics.message(f"curves: {render(run_dir)}")
+    finally:
+        metrics.close()
+        ctx.rewards.close()
+        ctx.weight_sync.close()
+        shutdown_job(engine)
+    return exit_code
+
+
+def evaluate(ctx: StepContext) -> dict[str, float]:
+    """Held-out pass@1 (mean over ``train.eval_samples_per_prompt`` samples) on ``data.eval_files``."""
+    from srpo_mcore.eval.pass_at_k import evaluate_pass_at_1
+
+    if ctx.eval_prompts is None:
+        ctx.eval_prompts = PromptTable.load_mixed(ctx.cfg, ctx.tokenizer, ctx.cfg.data.eval_files)
+    return evaluate_pass_at_1(ctx.engine, ctx.eval_prompts, ctx.tokenizer, ctx.rewards, ctx.cfg.rollout,
+                              k=ctx.cfg.train.eval_samples_per_prompt, seed=ctx.cfg.train.seed + 7)
