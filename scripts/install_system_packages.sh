@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# System packages srpo-mcore needs on a Debian machine: bubblewrap (the code sandbox).
+# System packages srpo-mcore needs on a Debian machine: bubblewrap (the code sandbox) and shellcheck (the test
+# suite lints the SLURM scripts).
 # Installs only what is missing; needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
