@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages quickstart test lint lock clean
+.PHONY: setup system-packages quickstart test lint lock clean slurm-smoke
 
 setup: $(STAMP) $(SYSTEM_STAMP)
 
@@ -50,3 +50,11 @@ lock:
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# A one-node SLURM cluster on this machine (Debian slurm-wlm + munge; root): submits slurm/srpo.sbatch and checks
+# the rendezvous, checkpoint-on-signal and requeue path. Not part of `make test` (needs root and ~1-4 minutes).
+slurm-smoke: setup
+	command -v slurmctld >/dev/null && command -v munged >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	   slurmctld slurmd slurm-client munge)
+	bash scripts/slurm_smoke.sh

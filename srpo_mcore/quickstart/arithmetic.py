@@ -24,7 +24,8 @@ class Problem:
 
 
 def make_problems(n: int, seed: int, max_operand: int = 99, prefix: str = "add") -> list[Problem]:
-    """``n`` distinct addition problems ``a+b=`` with operands in [0, max_operand]."""
+    """``min(n, (max_operand + 1)^2)`` distinct addition problems ``a+b=`` with operands in [0, max_operand]."""
+    n = min(n, (max_operand + 1) ** 2)
     rng = random.Random(seed)
     seen: set[tuple[int, int]] = set()
     problems = []
@@ -64,18 +65,41 @@ def vocab_size() -> int:
     return len(SPECIAL_TOKENS) + len(WORD_TOKENS) + len(CHARS)
 
 
-def write_datasets(out_dir: str | Path, n_train: int, n_heldout: int, seed: int, held_out_seed: int) -> None:
+def write_datasets(out_dir: str | Path, n_train: int, n_heldout: int, seed: int, held_out_seed: int,
+                   max_operand: int = 99) -> None:
     """Write ``train.jsonl`` (RL prompts) and ``heldout.jsonl`` (evaluation) as math records; held-out problems
     never appear in the training file."""
     from srpo_mcore.data.records import MathRecord
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    held_out = make_problems(n_heldout, held_out_seed, prefix="eval")
+    held_out = make_problems(n_heldout, held_out_seed, max_operand, prefix="eval")
     taken = {p.prompt for p in held_out}
-    train = [p for p in make_problems(n_train + n_heldout, seed, prefix="train") if p.prompt not in taken][:n_train]
+    train = [p for p in make_problems(n_train + n_heldout, seed, max_operand, prefix="train")
+             if p.prompt not in taken][:n_train]
     for name, problems in (("train.jsonl", train), ("heldout.jsonl", held_out)):
         rows = [MathRecord(id=p.id, problem=p.prompt, answer=p.answer, source="arithmetic").to_dict() for p in problems]
         tmp = out / (name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         tmp.replace(out / name)
+
+
+def main(argv=None) -> int:
+    """``python -m srpo_mcore.quickstart.arithmetic --out DIR``: write the quickstart's train/held-out files."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--train", type=int, default=4000)
+    ap.add_argument("--heldout", type=int, default=128)
+    ap.add_argument("--max-operand", type=int, default=99)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--heldout-seed", type=int, default=999)
+    args = ap.parse_args(argv)
+    write_datasets(args.out, args.train, args.heldout, args.seed, args.heldout_seed, args.max_operand)
+    print(f"wrote {args.out}/train.jsonl and {args.out}/heldout.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,8 +24,6 @@ from srpo_mcore.platform import configure_process_environment
 
 logger = logging.getLogger("srpo_mcore.quickstart.pretrain")
 
-HELD_OUT_SEED = 999  # problems for evaluation; the training corpus excludes them
-
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +34,8 @@ def parse_args(argv=None):
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--eval-problems", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-operand", type=int, default=99, help="operands are drawn from [0, max_operand]")
+    ap.add_argument("--heldout-seed", type=int, default=999, help="seed of the held-out problems (excluded)")
     return ap.parse_args(argv)
 
 
@@ -132,9 +132,9 @@ def main(argv=None) -> int:
     optimizer = build_optimizer(ddp, cfg.optimizer, cfg.parallel, torch.float32)
     from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
-    held_out = make_problems(args.eval_problems, HELD_OUT_SEED, prefix="eval")
+    held_out = make_problems(args.eval_problems, args.heldout_seed, args.max_operand, prefix="eval")
     held_out_keys = {p.prompt for p in held_out}
-    pool = [p for p in make_problems(9000, args.seed + 1) if p.prompt not in held_out_keys]
+    pool = [p for p in make_problems(9000, args.seed + 1, args.max_operand) if p.prompt not in held_out_keys]
     rng = torch.Generator().manual_seed(args.seed + state.dp_rank)
 
     def ce_loss(logits, mb):

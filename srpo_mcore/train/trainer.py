@@ -11,6 +11,7 @@ data that all ranks hold. Weight sync is the loop's one back-edge, from trainer 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     # 1-2. Rollout and reward, group by group, until the samplers have assembled the step's batch.
     samples, sampling_metrics = collect_groups(ctx, step, timer)
     metrics.update(sampling_metrics)
+    inject_fault(step)
 
     # 3. Advantages: group-normalised rewards; truncated responses and equal-reward groups get 0.
     with timer("advantage"):
@@ -95,6 +97,15 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     metrics["time/step_s"] = total
     metrics["throughput/tokens_per_s"] = sum(s.length for s in samples) / max(total, 1e-9)
     return metrics
+
+
+def inject_fault(step: int) -> None:
+    """Crash test aid: with ``SRPO_FAULT_INJECT_KILL_AT_STEP=N`` rank 0 SIGKILLs itself in the middle of step N
+    (after its rollouts, before the update), like a node loss; the resume tests use it."""
+    if os.environ.get("SRPO_FAULT_INJECT_KILL_AT_STEP") == str(step) and dist.get_rank() == 0:
+        logger.error("fault injection: killing rank 0 in the middle of step %d", step)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def collect_groups(ctx: StepContext, step: int, timer: PhaseTimer) -> tuple[list[ScoredSample], dict]:
