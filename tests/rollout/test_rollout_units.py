@@ -1,0 +1,150 @@
+"""Single-process tests of the rollout pieces that need no engine: the shard scatter against hf_layout, the bucket
+plan, the stale-weight guard, the vocab-parallel log-probs, and prompt/seed distribution."""
+
+import math
+
+import pytest
+import torch
+
+from srpo_mcore.config.model import ModelConfig
+from srpo_mcore.config.rollout import RolloutConfig
+from srpo_mcore.model.hf_layout import expected_hf_shape, param_map, to_hf_tensors, to_mcore_shard
+from srpo_mcore.rollout.engine import (
+    SamplingOptions,
+    engine_layout,
+    request_seed,
+    resolve_rollout_dtype,
+    shard_bounds,
+)
+from srpo_mcore.rollout.env import cpu_bind_for_local_rank
+from srpo_mcore.rollout.guard import MismatchGuard, StaleWeightsError
+from srpo_mcore.rollout.layout import scatter_shard
+from srpo_mcore.rollout.logprobs import vocab_parallel_logprobs
+from srpo_mcore.rollout.weight_sync import ParamSlot, plan_buckets, vllm_layer_of
+
+MODEL = ModelConfig(num_layers=2, hidden_size=64, ffn_hidden_size=96, num_attention_heads=8, num_query_groups=4,
+                    vocab_size=100, make_vocab_size_divisible_by=32)
+LAYER_PARAMS = ["self_attention.linear_qkv.weight", "self_attention.linear_qkv.bias",
+                "self_attention.linear_proj.weight", "input_layernorm.weight", "pre_mlp_layernorm.weight",
+                "mlp.linear_fc1.weight", "mlp.linear_fc2.weight"]
+NAMES = (["embedding.word_embeddings.weight", "output_layer.weight", "decoder.final_layernorm.weight"]
+         + [f"decoder.layers.1.{p}" for p in LAYER_PARAMS])
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4])
+@pytest.mark.parametrize("name", NAMES)
+def test_scatter_shard_rebuilds_what_to_hf_tensors_builds(name, tp):
+    pm = param_map(name, layer_offset=0)
+    g = torch.Generator().manual_seed(0)
+    hf = [torch.randn(expected_hf_shape(n, MODEL), generator=g) for n in pm.hf_names]
+    shards = [to_mcore_shard(pm, hf, MODEL, r, tp) for r in range(tp)]
+    reference = to_hf_tensors(pm, shards if pm.tp_split_dim is not None else shards[:1], MODEL)
+    out = [torch.full(expected_hf_shape(n, MODEL), float("nan"), dtype=torch.float64) for n in pm.hf_names]
+    for r in range(tp):
+        scatter_shard(pm, shards[r], out, MODEL, r, tp)
+    for n, o, h in zip(pm.hf_names, out, hf):
+        assert torch.equal(o.float(), reference[n]) and torch.equal(o.float(), h), n
+
+
+def test_vllm_layers_keep_fused_groups_together():
+    assert vllm_layer_of("model.layers.3.self_attn.q_proj.weight") == "model.layers.3.self_attn.qkv_proj"
+    assert vllm_layer_of("model.layers.3.self_attn.v_proj.bias") == "model.layers.3.self_attn.qkv_proj"
+    assert vllm_layer_of("model.layers.3.mlp.up_proj.weight") == "model.layers.3.mlp.gate_up_proj"
+    assert vllm_layer_of("model.layers.3.self_attn.o_proj.weight") == "model.layers.3.self_attn.o_proj"
+    assert vllm_layer_of("model.embed_tokens.weight") == "model.embed_tokens"
+
+
+def _slots(stage, layers, offset):
+    names = ([] if stage else ["embedding.word_embeddings.weight"]) + [
+        f"decoder.layers.{i}.{p}" for i in range(layers) for p in LAYER_PARAMS]
+    if stage == 1:
+        names += ["decoder.final_layernorm.weight", "output_layer.weight"]
+    out = []
+    for name in names:
+        pm = param_map(name, offset)
+        shapes = tuple(expected_hf_shape(n, MODEL) for n in pm.hf_names)
+        out.append(ParamSlot(stage, name, offset, (1,), shapes))
+    return out
+
+
+@pytest.mark.parametrize("bucket_numel", [1, 20_000, 10**9])
+def test_buckets_hold_whole_layers_of_one_stage(bucket_numel):
+    slots = _slots(0, 1, 0) + _slots(1, 1, 1)
+    buckets = plan_buckets(slots, bucket_numel)
+    assert [s for b in buckets for s in b.slots] == slots  # everything, in order, once
+    assert [b.index for b in buckets] == list(range(len(buckets)))
+    seen = {}
+    for b in buckets:
+        assert {s.stage for s in b.slots} == {b.stage}
+        for s in b.slots:
+            layer = (s.stage, vllm_layer_of(s.param_map.hf_names[0]))
+            assert seen.setdefault(layer, b.index) == b.index, f"{layer} split over buckets"
+        many_layers = len({vllm_layer_of(s.param_map.hf_names[0]) for s in b.slots}) > 1
+        assert b.hf_numel <= bucket_numel or not many_layers  # only a single oversized layer may exceed it
+    if bucket_numel == 10**9:
+        assert len(buckets) == 2  # one per stage
+
+
+def test_guard_alarm_on_jump_not_on_noise():
+    guard = MismatchGuard(alarm_ratio=5.0, floor=1e-3)
+    base = torch.zeros(1000)
+    assert not guard.update(base, base + 1e-6).alarm  # first update sets the baseline
+    assert not guard.update(base, base + 3e-6).alarm  # 3x of a sub-floor baseline: noise
+    stale = guard.update(base, base + torch.linspace(-1.0, 1.0, 1000))
+    assert stale.alarm and guard.alarms == 1
+    assert stale.max_abs == pytest.approx(1.0)
+    assert stale.frac_ratio_outside == pytest.approx((torch.linspace(-1, 1, 1000).abs() > math.log(2)).double().mean())
+    assert guard.baseline < 1e-5  # alarms do not move the baseline
+    assert not guard.update(base, base + 2e-6).alarm
+
+
+def test_guard_mask_and_raise():
+    guard = MismatchGuard.from_config(RolloutConfig(), raise_on_alarm=True)
+    lp = torch.zeros(2, 4)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]])
+    noisy = lp + 1e-6
+    noisy[mask == 0] = 50.0  # padding: ignored
+    assert guard.update(lp, noisy, mask).tokens == 5
+    with pytest.raises(StaleWeightsError, match="weight sync skipped"):
+        guard.update(lp, lp + 0.5, mask)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_vocab_parallel_logprobs_single_rank(temperature):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 128, generator=g)
+    logits[..., 100:] = 30.0  # padded columns must not count
+    targets = torch.randint(0, 100, (2, 5), generator=g)
+    got = vocab_parallel_logprobs(logits, targets, vocab_size=100, tp_group=None, tp_rank=0, temperature=temperature)
+    want = torch.log_softmax(logits[..., :100].double() / temperature, -1).gather(-1, targets[..., None]).squeeze(-1)
+    assert torch.allclose(got.double(), want, atol=1e-5)
+
+
+def test_prompt_distribution_and_seeds():
+    for n_items, n_shards in [(3, 4), (10, 3), (8, 2)]:
+        blocks = [shard_bounds(n_items, n_shards, s) for s in range(n_shards)]
+        assert blocks[0][0] == 0 and blocks[-1][1] == n_items
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert engine_layout(4, 3, 2) == (1, 2, [2, 3])
+    with pytest.raises(ValueError, match="not divisible"):
+        engine_layout(4, 0, 3)
+    seeds = [request_seed(7, i, 4) for i in range(100)]
+    assert len(set(seeds)) == 100 and all(0 <= s < 2**31 - 4 for s in seeds)
+    assert request_seed(7, 5, 4) == request_seed(7, 5, 4) != request_seed(8, 5, 4)
+
+
+def test_sampling_options_and_dtype_from_config():
+    cfg = RolloutConfig(max_response_length=64, temperature=0.8, top_p=0.9)
+    assert SamplingOptions.from_config(cfg, [2]) == SamplingOptions(64, 0.8, 0.9, (2,))
+    assert resolve_rollout_dtype(cfg, ModelConfig(params_dtype="bfloat16")) == torch.bfloat16
+    assert resolve_rollout_dtype(RolloutConfig(dtype="float32"), ModelConfig(params_dtype="bfloat16")) == torch.float32
+
+
+def test_cpu_binding(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert cpu_bind_for_local_rank() == "4,5,6,7"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_RANK", "9")
+    assert cpu_bind_for_local_rank() == "1"
