@@ -67,6 +67,9 @@ class RewardConfig:
     sandbox_cpu_seconds: float = option(4.0, "CPU seconds per test (a record's time_limit overrides it).")
     sandbox_wall_seconds: float = option(
         10.0, "Wall-clock seconds per test: a safety net for sleeping programs; limits are judged by CPU time.")
+    sandbox_wall_stretch: float = option(
+        3.0, "A test still computing at its wall limit (a loaded machine) may run up to this many times longer; "
+        "its CPU limit still holds. Sleeping programs are stopped at the limit.")
     sandbox_total_wall_seconds: float = option(
         60.0, "Wall-clock seconds for all tests of one response; tests not started by then fail.")
     sandbox_memory_mb: int = option(1024, "Address-space limit (RLIMIT_AS) of each test process, in MiB.")
@@ -75,10 +78,14 @@ class RewardConfig:
     sandbox_max_processes: int = option(32, "RLIMIT_NPROC inside the sandbox (processes and threads).")
     sandbox_file_size_mb: int = option(16, "RLIMIT_FSIZE: largest file a program may write, in MiB.")
     sandbox_tmpfs_mb: int = option(64, "Size of the sandbox's private /tmp (its work dir) and /dev/shm, in MiB.")
+    sandbox_reuse_launches: int = option(
+        64, "Launches one warm sandbox serves before it is replaced (between launches all its processes are "
+        "killed and its tmpfs emptied); 1: a fresh bubblewrap per launch (~5-40 ms more each).")
     sandbox_uid: int = option(65534, "Unprivileged uid that runs the sandbox when the trainer runs as root.")
     sandbox_fallback_uid_base: int = option(
-        1_900_000_000, "rlimits fallback as root: launch k runs as uid base+k (k < 64), so per-uid process "
-        "limits do not leak between concurrent launches. Pick a range no real user or container maps.")
+        1_900_000_000, "rlimits fallback as root: each running launch holds its own uid in [base, base+256) "
+        "(across processes too), so per-uid limits and clean-up never touch another launch. Pick a range no "
+        "real user or container maps.")
     sandbox_python: str = option(
         "", "Interpreter for sandboxed programs (standard library only); empty: this interpreter if the "
         "sandbox uid can read it, else the system python3.")
@@ -115,6 +122,9 @@ class RewardConfig:
               f"must be >= 2 (the supervisor and the program), got {self.sandbox_max_processes}")
         check_positive(self.sandbox_file_size_mb, f"{prefix}.sandbox_file_size_mb")
         check_positive(self.sandbox_tmpfs_mb, f"{prefix}.sandbox_tmpfs_mb")
+        check(self.sandbox_wall_stretch >= 1.0, f"{prefix}.sandbox_wall_stretch",
+              f"must be >= 1 (1: no stretch), got {self.sandbox_wall_stretch}")
+        check_positive(self.sandbox_reuse_launches, f"{prefix}.sandbox_reuse_launches")
         check(self.sandbox_uid > 0, f"{prefix}.sandbox_uid", "must be an unprivileged uid (> 0), e.g. 65534")
-        check(0 < self.sandbox_fallback_uid_base < 2**32 - 65, f"{prefix}.sandbox_fallback_uid_base",
-              f"must be in (0, 2**32 - 65), got {self.sandbox_fallback_uid_base}")
+        check(0 < self.sandbox_fallback_uid_base < 2**32 - 257, f"{prefix}.sandbox_fallback_uid_base",
+              f"must be in (0, 2**32 - 257), got {self.sandbox_fallback_uid_base}")

@@ -21,7 +21,9 @@ _EXPORTS = {
     "extract_answer": "math_answer", "format_ok": "format", "language_mix": "format",
     "score_code": "code_reward", "score_program": "code_reward",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["HarnessTest", "MathVerdict", "MathVerifier", "RewardManager", "RewardRequest", "RewardResult", "Sandbox",
+           "SandboxLimits", "SandboxResult", "extract_answer", "format_ok", "language_mix", "score_code",
+           "score_program"]
 
 if TYPE_CHECKING:
     from srpo_mcore.rewards.code_reward import score_code, score_program

@@ -1,0 +1,169 @@
+"""The trainer's entry to rewards: one call per step scores every response of the batch.
+
+    with RewardManager(cfg.rewards) as rewards:
+        results = rewards.score([RewardRequest("math", text, "\\frac{1}{2}"),
+                                 RewardRequest("code", text, code_record)])
+        rewards_tensor = [r.reward for r in results]
+
+Math answers are verified in a pool of processes, code in sandbox launches on ``code_workers`` threads (one
+launch per response, all its tests), both at once; format and language checks run in the caller. Scoring
+never raises for bad responses or bad ground truth: those get ``accuracy`` 0 and a ``status`` saying why.
+
+``reward = accuracy_weight * accuracy - format_weight * (not format_ok) - language_penalty_weight *
+language_penalty`` (see ``srpo_mcore/config/rewards.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from srpo_mcore.config.rewards import RewardConfig
+from srpo_mcore.rewards.code_reward import CodeScore, score_code
+from srpo_mcore.rewards.format import format_ok, language_penalty
+from srpo_mcore.rewards.math_answer import extract_answer, normalize_gold
+from srpo_mcore.rewards.math_verify_pool import MathVerifier
+from srpo_mcore.rewards.sandbox import Sandbox, SandboxLimits
+
+logger = logging.getLogger(__name__)
+DOMAINS = ("math", "code")
+
+
+@dataclass
+class RewardRequest:
+    """One response to score. ``ground_truth``: the gold answer (math), or the tests - a ``CodeRecord`` or
+    ``{"tests": [...], "entry_point": ..., "time_limit": ...}`` (code)."""
+
+    domain: str
+    response: str
+    ground_truth: Any
+    id: str = ""
+
+
+@dataclass
+class RewardResult:
+    reward: float
+    accuracy: float  # 1.0 right answer / every test passed, else 0.0
+    format_ok: bool
+    language_penalty: float  # 1.0 when the prose mixes scripts beyond the threshold
+    pass_fraction: float  # code: tests passed / tests; math: = accuracy
+    status: str  # ok | wrong_answer | no_answer | no_code | timeout | runtime_error | ... (see details)
+    details: dict = field(default_factory=dict)
+
+
+def sandbox_limits(config: RewardConfig) -> SandboxLimits:
+    return SandboxLimits(cpu_seconds=config.sandbox_cpu_seconds, wall_seconds=config.sandbox_wall_seconds,
+                         total_wall_seconds=config.sandbox_total_wall_seconds, memory_mb=config.sandbox_memory_mb,
+                         output_bytes=config.sandbox_output_bytes, max_processes=config.sandbox_max_processes,
+                         file_size_mb=config.sandbox_file_size_mb, tmpfs_mb=config.sandbox_tmpfs_mb,
+                         wall_stretch=config.sandbox_wall_stretch)
+
+
+class RewardManager:
+    """Scores batches of responses; holds the math workers and the sandboxes until :meth:`close`."""
+
+    def __init__(self, config: RewardConfig | None = None, *, domains: Sequence[str] = DOMAINS):
+        self.config = config or RewardConfig()
+        self.config.validate()
+        unknown = set(domains) - set(DOMAINS)
+        if unknown:
+            raise ValueError(f"unknown reward domains {sorted(unknown)}; expected some of {DOMAINS}")
+        c = self.config
+        self.math: MathVerifier | None = None
+        self.sandbox: Sandbox | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        if "math" in domains:
+            self.math = MathVerifier(c.math_workers, c.math_timeout_seconds, c.math_memory_mb, c.math_cache_size,
+                                     c.math_max_answer_chars)
+        if "code" in domains:
+            self.sandbox = Sandbox(sandbox_limits(c), backend=c.sandbox_backend, python=c.sandbox_python,
+                                   uid=c.sandbox_uid, fallback_uid_base=c.sandbox_fallback_uid_base,
+                                   reuse=c.sandbox_reuse_launches)
+            self._pool = ThreadPoolExecutor(c.code_workers, thread_name_prefix="code-reward")
+
+    # -- public --------------------------------------------------------------------------------------------
+
+    def score(self, requests: Sequence[RewardRequest]) -> list[RewardResult]:
+        """Score a batch (any mix of domains); results are in request order."""
+        for r in requests:
+            if r.domain not in DOMAINS:
+                raise ValueError(f"request {r.id or '?'}: domain {r.domain!r} is not one of {DOMAINS}")
+            if (r.domain == "math" and self.math is None) or (r.domain == "code" and self.sandbox is None):
+                raise ValueError(f"this RewardManager was built without the {r.domain!r} domain")
+        code_jobs: dict[int, Future] = {
+            i: self._pool.submit(self._score_code, r) for i, r in enumerate(requests) if r.domain == "code"}
+        math_idx = [i for i, r in enumerate(requests) if r.domain == "math"]
+        math_out: dict[int, tuple[float, str, dict]] = {}
+        if math_idx:
+            math_out = dict(zip(math_idx, self._score_math([requests[i] for i in math_idx])))
+        results = []
+        for i, r in enumerate(requests):
+            if r.domain == "math":
+                acc, status, details = math_out[i]
+                frac = acc
+            else:
+                score: CodeScore = code_jobs[i].result()
+                acc, frac, status = score.accuracy, score.pass_fraction, score.status
+                details = {"passed": score.passed, "total": score.total, "tests": score.test_statuses,
+                           "message": score.message}
+            results.append(self._compose(r, acc, frac, status, details))
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if self.math is not None:
+            self.math.close()
+        if self.sandbox is not None:
+            self.sandbox.close()
+
+    def __enter__(self) -> RewardManager:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _score_math(self, requests: list[RewardRequest]) -> list[tuple[float, str, dict]]:
+        c = self.config
+        golds = [normalize_gold(r.ground_truth) for r in requests]
+        answers = [extract_answer(r.response, require_think_close=c.require_think_close) for r in requests]
+        verdicts = self.math.verify_many(list(zip(golds, answers)))
+        out = []
+        for gold, answer, v in zip(golds, answers, verdicts):
+            if v.correct:
+                status = "ok"
+            elif v.status in ("ok", "fast_path", "cached"):
+                status = "wrong_answer"
+            else:
+                status = v.status
+            details = {"answer": (answer or "")[:200], "gold": gold, "verifier": v.status}
+            out.append((1.0 if v.correct else 0.0, status, details))
+        return out
+
+    def _score_code(self, r: RewardRequest) -> CodeScore:
+        c = self.config
+        try:
+            return score_code(r.response, r.ground_truth, self.sandbox, require_think_close=c.require_think_close,
+                              float_tolerance=c.code_float_tolerance, stop_after_timeout=c.code_stop_after_timeout)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            logger.warning("request %s: bad code ground truth: %s", r.id or "?", e)
+            return CodeScore(0.0, 0.0, "bad_ground_truth", message=str(e)[:500])
+        except Exception as e:  # noqa: BLE001 - one response's sandbox trouble must not end the step
+            logger.exception("request %s: sandbox failure", r.id or "?")
+            return CodeScore(0.0, 0.0, "sandbox_error", message=f"{type(e).__name__}: {e}"[:500])
+
+    def _compose(self, r: RewardRequest, accuracy: float, pass_fraction: float, status: str,
+                 details: dict) -> RewardResult:
+        c = self.config
+        fmt = format_ok(r.response, c.math_format if r.domain == "math" else c.code_format)
+        penalty, mix = language_penalty(r.response, c.language_penalty_threshold, c.language_min_units)
+        reward = (c.accuracy_weight * accuracy - c.format_weight * (0.0 if fmt else 1.0)
+                  - c.language_penalty_weight * penalty)
+        details["language_mix"] = round(mix.fraction, 4)
+        return RewardResult(reward=reward, accuracy=accuracy, format_ok=fmt, language_penalty=penalty,
+                            pass_fraction=pass_fraction, status=status, details=details)

@@ -1,0 +1,114 @@
+"""The trainer's entry: a mixed batch scored in one call, the reward composition, the config checks, and a
+smoke run of the benchmark."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+
+from srpo_mcore.config.base import ConfigError
+from srpo_mcore.config.rewards import RewardConfig
+from srpo_mcore.rewards import RewardManager, RewardRequest
+
+CFG = RewardConfig(math_workers=1, code_workers=2, math_timeout_seconds=3.0, sandbox_cpu_seconds=1.0,
+                   sandbox_wall_seconds=3.0, sandbox_total_wall_seconds=10.0, sandbox_memory_mb=512,
+                   format_weight=0.1, language_penalty_weight=0.2, sandbox_backend="bwrap")
+
+ADD = {"tests": [{"kind": "stdin", "input": "1 2\n", "output": "3\n"},
+                 {"kind": "stdin", "input": "2 2\n", "output": "4\n"}]}
+GOOD_CODE = "<think>\nRead two ints.\n</think>\n```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+CHINESE = "首先我们计算函数的导数并令其为零。然后检查二阶导数以确保这个点是最小值，所以最小值是四。"
+
+
+@pytest.fixture(scope="module")
+def manager(bwrap_available):
+    with RewardManager(CFG) as m:
+        yield m
+
+
+def test_mixed_batch(manager):
+    requests = [
+        RewardRequest("math", "<think>\n2+2\n</think>\nThe answer is $\\boxed{4}$.", "4", id="m-right"),
+        RewardRequest("math", "<think>\n2+2\n</think>\nThe answer is $\\boxed{5}$.", "4", id="m-wrong"),
+        RewardRequest("math", "The answer is \\boxed{\\frac{1}{2}}", "0.5", id="m-unformatted"),
+        RewardRequest("math", "<think>\nnever finished", "4", id="m-unfinished"),
+        RewardRequest("code", GOOD_CODE, ADD, id="c-right"),
+        RewardRequest("code", GOOD_CODE.replace("a + b", "a * b"), ADD, id="c-half"),
+        RewardRequest("code", "<think>\nno code\n</think>\nSorry.", ADD, id="c-none"),
+        RewardRequest("code", GOOD_CODE, {"tests": [{"kind": "nonsense", "input": ""}]}, id="c-bad-gt"),
+        RewardRequest("math", "<think>\n" + " ".join(["We", "compute", "carefully"] * 10) + CHINESE * 2
+                      + "\n</think>\n\\boxed{4}", "4", id="m-mixed-language"),
+    ]
+    results = {r.id: res for r, res in zip(requests, manager.score(requests))}
+    right = results["m-right"]
+    assert (right.reward, right.accuracy, right.format_ok, right.language_penalty, right.status) == \
+        (1.0, 1.0, True, 0.0, "ok")
+    assert results["m-wrong"].reward == 0.0 and results["m-wrong"].status == "wrong_answer"
+    unformatted = results["m-unformatted"]
+    assert unformatted.accuracy == 1.0 and not unformatted.format_ok and unformatted.reward == pytest.approx(0.9)
+    assert results["m-unfinished"].status == "no_answer" and results["m-unfinished"].reward == pytest.approx(-0.1)
+    assert results["c-right"].reward == 1.0 and results["c-right"].pass_fraction == 1.0
+    half = results["c-half"]
+    assert half.accuracy == 0.0 and half.pass_fraction == 0.5 and half.details["tests"] == ["wrong_answer", "ok"]
+    assert results["c-none"].status == "no_code" and results["c-none"].reward == pytest.approx(-0.1)
+    assert results["c-bad-gt"].status == "bad_ground_truth" and results["c-bad-gt"].accuracy == 0.0
+    mixed = results["m-mixed-language"]
+    assert mixed.accuracy == 1.0 and mixed.language_penalty == 1.0 and mixed.reward == pytest.approx(0.8)
+    assert mixed.details["language_mix"] > 0.1
+
+
+def test_code_runs_in_parallel(manager):
+    sleepy = "<think>\nwait\n</think>\n```python\nimport time\ntime.sleep(1)\nprint(3)\n```"
+    requests = [RewardRequest("code", sleepy, {"tests": [{"kind": "stdin", "input": "", "output": "3"}]})] * 4
+    t = time.monotonic()
+    results = manager.score(requests)
+    assert all(r.accuracy == 1.0 for r in results)
+    assert time.monotonic() - t < 3.8  # 4 x 1 s on 2 workers: serial would take over 4 s
+
+
+def test_unknown_domain_is_an_error(manager):
+    with pytest.raises(ValueError, match="domain"):
+        manager.score([RewardRequest("poetry", "x", "y")])
+
+
+def test_math_only_manager():
+    with RewardManager(CFG, domains=("math",)) as m:
+        assert m.score([RewardRequest("math", "\\boxed{025}", "25")])[0].accuracy == 1.0
+        with pytest.raises(ValueError, match="without the 'code' domain"):
+            m.score([RewardRequest("code", GOOD_CODE, ADD)])
+
+
+@pytest.mark.parametrize("field, value, key", [
+    ("math_format", "xml", "rewards.math_format"),
+    ("math_timeout_seconds", 0.5, "rewards.math_timeout_seconds"),
+    ("sandbox_wall_seconds", 0.5, "rewards.sandbox_wall_seconds"),
+    ("sandbox_backend", "docker", "rewards.sandbox_backend"),
+    ("language_penalty_threshold", 1.5, "rewards.language_penalty_threshold"),
+    ("sandbox_uid", 0, "rewards.sandbox_uid"),
+    ("format_weight", -1.0, "rewards.format_weight"),
+    ("math_memory_mb", 100, "rewards.math_memory_mb"),
+])
+def test_config_errors_name_the_key(field, value, key):
+    with pytest.raises(ConfigError) as err:
+        dataclasses.replace(RewardConfig(), **{field: value}).validate()
+    assert err.value.key == key
+
+
+def test_config_fields_are_documented():
+    RewardConfig().validate()
+    for f in dataclasses.fields(RewardConfig):
+        assert f.metadata.get("help"), f.name
+
+
+def test_bench_smoke(tmp_path, bwrap_available, data_dir):
+    from srpo_mcore.rewards import bench
+
+    out = tmp_path / "bench.json"
+    assert bench.main(["--json", str(out), "--workers", "1", "--math-problems", "10", "--programs", "8"]) == 0
+    results = json.loads(out.read_text())
+    assert results["math"]["responses"] == 40 and 0.4 <= results["math"]["pool_full_pipeline_correct_fraction"] <= 0.6
+    assert results["math"]["pool_full_pipeline_per_cpu_second"] > 0
+    assert results["sandbox"]["sandbox_warm_per_s"] > 0 and results["sandbox"]["bare_per_s"] > 0
