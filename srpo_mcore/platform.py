@@ -11,7 +11,8 @@ Rather than a global torch function mode (which would also slow every vLLM op in
 everything to the real ``torch`` except ``torch.cuda`` (a CPU stand-in: device = cpu, streams and
 synchronisation are no-ops, the "CUDA" RNG is a dedicated CPU generator) and tensor factories
 (``device="cuda"`` becomes ``cpu``). vLLM and our own code keep the real ``torch``. Three functions that
-compare ``Tensor.type()`` with ``torch.cuda.*`` strings or read CUDA generators are replaced by CPU versions.
+compare ``Tensor.type()`` with ``torch.cuda.*`` strings or read CUDA generators are replaced by CPU versions, and the one ``Tensor.cuda()``
+call on the model-building path (tied embeddings under PP) is made a no-op while it runs.
 Weights are initialised with ``use_cpu_initialization=True`` (see :func:`megatron_cpu_config_overrides`),
 which also makes initial weights identical at every TP size.
 """
@@ -230,6 +231,28 @@ class _MegatronImportHook(importlib.abc.MetaPathFinder):
         return spec
 
 
+@contextlib.contextmanager
+def _tensor_cuda_is_identity():
+    """``Tensor.cuda()`` returns the tensor itself, for the duration (single-threaded set-up code only)."""
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original
+
+
+def _cpu_setup_embeddings(original):
+    def setup_embeddings_and_output_layer(self, *args, **kwargs):
+        # With tied embeddings under PP, Megatron moves the last stage's copy with ``weight.data.cuda()`` before
+        # all-reducing it with the first stage's.
+        with _tensor_cuda_is_identity():
+            return original(self, *args, **kwargs)
+
+    setup_embeddings_and_output_layer.__wrapped__ = original
+    return setup_embeddings_and_output_layer
+
+
 def adapt_megatron_for_cpu() -> bool:
     """Make ``megatron.core`` run on CPU: rebind ``torch`` in every Megatron module already imported and in
     every one imported later, and replace three CUDA-only functions. Idempotent. Returns False (and does
@@ -239,6 +262,7 @@ def adapt_megatron_for_cpu() -> bool:
         return False
     import megatron.core.optimizer.optimizer as mc_optimizer
     import megatron.core.tensor_parallel.random as mc_random
+    from megatron.core.models.common.language_module.language_module import LanguageModule
 
     if _CPU_TORCH is None:
         _CPU_TORCH = _CpuTorch()
@@ -249,4 +273,7 @@ def adapt_megatron_for_cpu() -> bool:
     mc_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     mc_random._get_cuda_rng_state = _get_cuda_rng_state_cpu
     mc_random._set_cuda_rng_state = _set_cuda_rng_state_cpu
+    if not hasattr(LanguageModule.setup_embeddings_and_output_layer, "__wrapped__"):
+        LanguageModule.setup_embeddings_and_output_layer = _cpu_setup_embeddings(
+            LanguageModule.setup_embeddings_and_output_layer)
     return True

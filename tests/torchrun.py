@@ -3,14 +3,20 @@
 Multi-rank tests keep their rank code in ``tests/**/workers/*.py`` scripts; the pytest side launches them
 with :func:`run_torchrun` and asserts on what rank 0 prints (or writes to ``--out``). One launch should cover
 as many checks as possible: each interpreter start costs seconds on 2 cores.
+
+:func:`run_isolated` runs any command in its own session with its output in files, and kills the whole session
+when the command ends or times out: a rank killed on purpose (crash tests) can leave helper processes behind
+(checkpoint writers, resource trackers) that would otherwise hold a pipe open and hang the test.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +28,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_command(nproc: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+            "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args]
+
+
+def run_isolated(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                 cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=err, text=True,
+                                start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if returncode is None:
+        raise subprocess.TimeoutExpired(cmd, timeout, output=stdout, stderr=stderr)
+    return subprocess.CompletedProcess(cmd, returncode, stdout, stderr)
+
+
 def run_torchrun(
     script: str | Path,
     nproc: int,
@@ -31,14 +66,7 @@ def run_torchrun(
     check: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run ``torchrun --nproc_per_node=nproc script args`` on this machine; fail the test on a non-zero exit."""
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run",
-        f"--nproc_per_node={nproc}", "--nnodes=1",
-        "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-        str(script), *args,
-    ]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    proc = run_isolated(torchrun_command(nproc, str(script), *args), timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"torchrun {Path(script).name} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}"

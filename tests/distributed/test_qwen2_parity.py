@@ -60,6 +60,10 @@ def test_hf_export_from_tp2pp2_is_bit_exact(findings, tiny_hf_dir):
         assert torch.equal(exported[name], tensor), name
 
 
+def test_tied_embeddings_build_and_run_under_pipeline_parallelism(findings):
+    assert findings[0]["tp2pp2_tied_finite"] is True
+
+
 def test_adamw_steps_reduce_fixed_batch_loss_at_tp2(findings):
     losses = findings[0]["train_losses"]
     assert len(losses) == 6

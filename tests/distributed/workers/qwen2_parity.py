@@ -100,6 +100,13 @@ def main():
     compare("tp1pp1_from_tp2pp2_ckpt", gathered_logits(model, state, input_ids), ref_logits, cfg.model.vocab_size,
             local, state)
 
+    # 3b. Tied embeddings under PP: the last stage's output layer is a copy of the first stage's embedding.
+    cfg, state, model = make(["model.tie_word_embeddings=true"], 2, 2)
+    load_hf_into_model(model, cfg.model, args.hf, state.tp_rank, state.tp_size)
+    logits = gathered_logits(model, state, input_ids)
+    if logits is not None and state.tp_rank == 0 and state.dp_rank == 0:
+        local["tp2pp2_tied_finite"] = bool(torch.isfinite(logits).all())
+
     # 4. A few AdamW steps at TP2 (DP2) on a fixed batch reduce its loss.
     cfg, state, model = make(["optimizer.lr=3e-3", "optimizer.weight_decay=0.0"], 2, 1)
     load_hf_into_model(model, cfg.model, args.hf, state.tp_rank, state.tp_size)
