@@ -25,7 +25,6 @@ from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_pro
 from srpo_mcore.algorithm.stages import TwoStageSchedule
 from srpo_mcore.config import SRPOConfig, to_yaml, validate_world_size
 from srpo_mcore.distributed import ParallelState, init_model_parallel
-from srpo_mcore.model.qwen2 import DTYPES
 from srpo_mcore.train.batch import ScoredSample, build_micro_batches, plan_rank_micro_batches
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
@@ -65,6 +64,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     # 1-2. Rollout and reward, group by group, until the samplers have assembled the step's batch.
     samples, sampling_metrics = collect_groups(ctx, step, timer)
     metrics.update(sampling_metrics)
+    ctx.engine.sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
     inject_fault(step)
 
     # 3. Advantages: group-normalised rewards; truncated responses and equal-reward groups get 0.
@@ -86,7 +86,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
             tokens = float(sum(len(s.response_ids) for s in group_samples))
             metrics.update(ctx.policy.train_step(micro_batches, global_tokens=tokens))
 
-    # 6. Weight sync, trainer -> vLLM: the loop's one back-edge.
+    # 6. Weight sync, trainer -> vLLM: the loop's one back-edge (on GPU it also wakes the sleeping engine).
     with timer("sync"):
         sync = ctx.weight_sync.sync(ctx.engine)
     metrics["sync/gb_per_s"] = sync.gb_per_s
@@ -253,7 +253,7 @@ def run_training(cfg: SRPOConfig) -> int:
     from transformers import AutoTokenizer
 
     from srpo_mcore.rewards import RewardManager
-    from srpo_mcore.rollout.engine import RolloutEngine, shutdown_job
+    from srpo_mcore.rollout.engine import RolloutEngine, resolve_rollout_dtype, shutdown_job
     from srpo_mcore.rollout.env import configure_vllm_environment
     from srpo_mcore.rollout.guard import MismatchGuard
     from srpo_mcore.rollout.weight_sync import WeightSync
@@ -278,7 +278,7 @@ def run_training(cfg: SRPOConfig) -> int:
     policy = Policy(cfg, state)
     checkpoints = CheckpointManager(run_dir, cfg.train.keep_last_checkpoints)
     configure_vllm_environment(run_dir)
-    rollout_dtype = DTYPES[cfg.model.params_dtype if cfg.rollout.dtype == "auto" else cfg.rollout.dtype]
+    rollout_dtype = resolve_rollout_dtype(cfg.rollout, cfg.model)
     engine = RolloutEngine(cfg.rollout, cfg.model, seed=cfg.train.seed, dtype=rollout_dtype)
     ctx = StepContext(
         cfg=cfg, state=state, prompts=prompts, samplers=build_samplers(cfg, prompts),
