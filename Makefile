@@ -52,9 +52,10 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 # A one-node SLURM cluster on this machine (Debian slurm-wlm + munge; root): submits slurm/srpo.sbatch and checks
-# the rendezvous, checkpoint-on-signal and requeue path. Not part of `make test` (needs root and ~1-4 minutes).
+# the rendezvous and one real SRPO step of the quickstart (scripts/slurm_smoke.sh --requeue checks the
+# checkpoint-on-signal and requeue path with a stand-in program). Not part of `make test` (needs root and ~1-4 minutes).
 slurm-smoke: setup
 	command -v slurmctld >/dev/null && command -v munged >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	   slurmctld slurmd slurm-client munge)
-	bash scripts/slurm_smoke.sh
+	bash scripts/slurm_smoke.sh --trainer

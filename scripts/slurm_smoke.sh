@@ -4,6 +4,7 @@
 # (scripts/slurm_smoke_worker.py) and the CPU quickstart config on 2 ranks, and check that it ran.
 #
 #   bash scripts/slurm_smoke.sh            # submit -> srun -> torchrun -> c10d rendezvous -> all-reduce (~20 s)
+#   bash scripts/slurm_smoke.sh --trainer  # the real trainer: one SRPO step of the CPU quickstart (~2-3 min)
 #   bash scripts/slurm_smoke.sh --requeue  # also: USR1 -> SIGTERM to the ranks -> checkpoint -> requeue ->
 #                                          # resume from it (~3 min: Slurm delays a requeued job ~2 min)
 #
@@ -13,7 +14,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REQUEUE=0
+TRAINER=0
 [[ "${1:-}" == --requeue ]] && REQUEUE=1
+[[ "${1:-}" == --trainer ]] && TRAINER=1
 PY=${SRPO_PYTHON:-$ROOT/.venv/bin/python}
 CTLD_PORT=${SRPO_SMOKE_CTLD_PORT:-16817}
 SLURMD_PORT=${SRPO_SMOKE_SLURMD_PORT:-16818}
@@ -89,13 +92,26 @@ done
 sinfo -h -o %t | grep -q idle || die "the node never became idle: $(sinfo 2>&1)"
 note "cluster up: $(sinfo -h -o '%P %D %t %N')"
 
-# --- submit the real batch script with the stand-in program -------------------------------------------------
+# --- submit the real batch script with the stand-in program (or the trainer) ---------------------------------
 RUN_DIR=$WORK/run
-export SRPO_ROOT=$ROOT SRPO_PYTHON=$PY SRPO_ENTRY=scripts/slurm_smoke_worker.py SRPO_GPUS_PER_NODE=2
+ENTRY=scripts/slurm_smoke_worker.py
+EXTRA=()
+if ((TRAINER)); then
+  note "preparing the quickstart data and a briefly pretrained base model for one real SRPO step"
+  "$PY" -m srpo_mcore.quickstart.arithmetic --out "$WORK/data" --train 64 --heldout 16 >/dev/null
+  "$PY" -m torch.distributed.run --nproc_per_node=2 --master_addr=127.0.0.1 --master_port=29561 \
+    -m srpo_mcore.quickstart.pretrain --out "$WORK/base" --steps 40 --eval-problems 16 >"$WORK/pretrain.log" 2>&1 \
+    || die "pretraining the smoke model failed (see $WORK/pretrain.log)"
+  ENTRY=pretrain_srpo.py
+  EXTRA=("train.init_checkpoint=$WORK/base" "data.math_train_files=[$WORK/data/train.jsonl]"
+         "data.eval_files=[$WORK/data/heldout.jsonl]" train.eval_interval=0 train.prompts_per_step=8
+         logging.progress_bar=false)
+fi
+export SRPO_ROOT=$ROOT SRPO_PYTHON=$PY SRPO_ENTRY=$ENTRY SRPO_GPUS_PER_NODE=2
 export SRPO_RUN_DIR=$RUN_DIR SRPO_SMOKE_WAIT_FOR_STOP=$REQUEUE
 # --time well above the script's --signal=B:USR1@600: Slurm sends the signal once less than 600 s are left.
 JOB=$(cd "$ROOT" && sbatch --parsable --nodes=1 --gpus-per-node=0 --time=30 --output="$WORK/batch.out" \
-  slurm/srpo.sbatch configs/quickstart.yaml train.steps=1)
+  slurm/srpo.sbatch configs/quickstart.yaml train.steps=1 "${EXTRA[@]}")
 note "submitted job $JOB"
 
 job_state() { scontrol show job "$JOB" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
@@ -124,6 +140,12 @@ wait_state 400 COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL || die "job did not 
 cat "$WORK/batch.out"
 [[ "$(job_state)" == COMPLETED ]] || die "job ended $(job_state)"
 last=$((REQUEUE))
+if ((TRAINER)); then
+  grep -q '"step": 1' "$RUN_DIR/metrics.jsonl" || die "the trainer logged no step 1: $(cat "$RUN_DIR/metrics.jsonl")"
+  [[ "$(cat "$RUN_DIR/checkpoints/latest")" == step_000001 ]] || die "no step-1 checkpoint under $RUN_DIR"
+  note "PASS (submit, rendezvous, one SRPO step with vLLM rollouts, checkpoint)"
+  exit 0
+fi
 for rank in 0 1; do
   f=$RUN_DIR/smoke/rank_$rank.r$last.json
   [[ -f "$f" ]] || die "missing $f"

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +34,24 @@ def torchrun_command(nproc: int, *args: str) -> list[str]:
             "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args]
 
 
+def _kill_tagged(tag: str) -> None:
+    """SIGKILL every process whose environment carries ``SRPO_TEST_RUN=tag`` (descendants that left the session,
+    e.g. a checkpoint writer spawned by a rank that was then killed)."""
+    needle = f"SRPO_TEST_RUN={tag}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 def run_isolated(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None,
                  cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    tag = uuid.uuid4().hex
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {}), "SRPO_TEST_RUN": tag}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=err, text=True,
                                 start_new_session=True)
@@ -49,6 +65,7 @@ def run_isolated(cmd: list[str], *, timeout: float, env: dict[str, str] | None =
             except ProcessLookupError:
                 pass
             proc.wait()
+            _kill_tagged(tag)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()

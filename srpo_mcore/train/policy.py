@@ -24,7 +24,7 @@ from srpo_mcore.model.forward import MicroBatch, forward_backward
 from srpo_mcore.model.qwen2 import DTYPES, build_model
 from srpo_mcore.train.optim import build_optimizer, wrap_ddp
 
-LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy")
+LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy", "kl_loss")
 
 
 class Policy:
@@ -46,9 +46,23 @@ class Policy:
             kl_coef=alg.kl_coef, entropy_coef=alg.entropy_coef, tis_cap=alg.tis_cap,
             loss_agg_mode=alg.loss_aggregation,
         )
+        # SRPO trains without KL; with algorithm.kl_coef > 0 a frozen copy of the initial policy gives the
+        # reference log-probs of the k3 penalty (same layout as the policy, no DDP, no optimizer).
+        self.reference = None
         if alg.kl_coef != 0.0:
-            raise NotImplementedError("algorithm.kl_coef > 0 needs a reference model, which this trainer does not "
-                                      "build yet; SRPO trains without KL (set algorithm.kl_coef: 0)")
+            self.reference = build_model(cfg.model, cfg.parallel, pre_process=state.is_first_stage,
+                                         post_process=state.is_last_stage)
+            self.reference.requires_grad_(False)
+            self.reference.eval()
+
+    def load_initial_weights(self, hf_dir: str, *, policy: bool) -> None:
+        """Load the HF starting point into the reference model (always) and the policy (when ``policy``; a
+        resumed run takes the policy from its checkpoint instead)."""
+        from srpo_mcore.model.hf_checkpoint import load_hf_into_model
+
+        targets = ([self.chunk] if policy else []) + ([self.reference] if self.reference is not None else [])
+        for model in targets:
+            load_hf_into_model(model, self.cfg.model, hf_dir, self.state.tp_rank, self.state.tp_size)
 
     # ----------------------------------------------------------------------------------------- helpers
     def _kernel_kwargs(self) -> dict:
@@ -85,6 +99,15 @@ class Policy:
         self.ddp.eval()
         forward_backward(self.ddp, micro_batches, measure, forward_only=True)
         self.ddp.train()
+        if self.reference is not None:
+            def reference_logprobs(logits, mb):
+                b, s, v = logits.shape
+                logp, _ = self._logprobs(logits.reshape(b * s, v), mb.extras["targets"].reshape(-1),
+                                         **self._kernel_kwargs())
+                mb.extras["ref_logprobs"] = logp.reshape(b, s).float()
+                return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
+
+            forward_backward(self.reference, micro_batches, reference_logprobs, forward_only=True)
         empty = torch.zeros(0)
         return (torch.cat(rollout) if rollout else empty), (torch.cat(trainer) if trainer else empty)
 
@@ -100,6 +123,7 @@ class Policy:
                 logits.reshape(b * s, v), mb.extras["targets"].reshape(-1), mb.extras["old_logprobs"].reshape(-1),
                 mb.extras["advantages"].reshape(-1), mask.reshape(-1), config=self.loss_config,
                 rollout_logp=mb.extras["rollout_logprobs"].reshape(-1) if self.loss_config.tis_cap else None,
+                ref_logp=mb.extras["ref_logprobs"].reshape(-1) if self.reference is not None else None,
                 seq_ids=None if token_mean else torch.arange(b).repeat_interleave(s),
                 num_global_tokens=1.0, num_global_seqs=1.0, compute_entropy=True, **self._kernel_kwargs(),
             )

@@ -289,15 +289,13 @@ def run_training(cfg: SRPOConfig) -> int:
 
     start_step = 0
     latest = checkpoints.latest()
+    policy.load_initial_weights(cfg.train.init_checkpoint, policy=latest is None)
     if latest is not None:
         resumed = checkpoints.load(latest, policy.chunk, policy.optimizer)
         restore_trainer_state(ctx, resumed.trainer_state)
         start_step = resumed.step
         logger.info("resumed from %s (step %d)", latest, start_step)
     else:
-        from srpo_mcore.model.hf_checkpoint import load_hf_into_model
-
-        load_hf_into_model(policy.chunk, cfg.model, cfg.train.init_checkpoint, state.tp_rank, state.tp_size)
         logger.info("initialised the policy from %s", cfg.train.init_checkpoint)
     ctx.weight_sync.sync(engine)
 

@@ -9,16 +9,10 @@ from pathlib import Path
 import pytest
 
 from srpo_mcore.rewards.sandbox import Sandbox, SandboxLimits, choose_python, probe_bwrap
+from tests.fixtures.shared_data import REPO_ROOT
+from tests.fixtures.shared_data import shared_data_dir as shared_data
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def shared_data() -> Path | None:
-    """``../shared/data`` beside the checkout (CI), else ``/work/shared/data``."""
-    for cand in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if cand.is_dir():
-            return cand
-    return None
+REPO = REPO_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -85,10 +85,13 @@ def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base
     assert state_a["samplers"] == state_b["samplers"] and state_a["stages"] == state_b["stages"]
 
 
-def test_tp2_pp2_on_four_ranks(arith_base, tmp_path):
+def test_tp2_pp2_on_four_ranks_with_kl_reference(arith_base, tmp_path):
     run_dir = tmp_path / "pp"
     srpo(run_dir, arith_base, 4, "train.steps=1", "train.eval_interval=0", "parallel.pipeline_model_parallel_size=2",
-         "train.export_hf_at_end=true")
+         "train.export_hf_at_end=true", "algorithm.kl_coef=0.01")
     (row,) = metrics(run_dir)
     assert row["mismatch/mean_abs"] < 1e-4 and row["optim/grad_norm"] > 0.0
+    # The reference model is the initial policy, which the first step's sampling policy still is: k3 KL ~ 0
+    # (a reference left at random init would give several nats).
+    assert 0.0 <= row["loss/kl_loss"] < 1e-6
     assert (run_dir / "hf_final" / "config.json").is_file()
