@@ -43,6 +43,20 @@ class ParallelState:
         return self.pp_rank == self.pp_size - 1
 
 
+def relaunch_under_torchrun(module: str, argv: list[str], nproc: int) -> int:
+    """Run ``python -m module argv`` again under ``torchrun`` with ``nproc`` local ranks (for CLIs that start
+    their own ranks when invoked plainly); returns torchrun's exit code."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+                            "--master_addr=127.0.0.1", f"--master_port={port}", "-m", module, *argv])
+
+
 def init_process_group(backend: str = "auto", timeout_s: float = 600.0) -> None:
     """Start the default process group from torchrun's environment (idempotent)."""
     if dist.is_initialized():

@@ -1,11 +1,15 @@
 """Test-session set-up: the CPU platform environment (Triton interpreter etc.) before anything imports it,
-and the shared tiny model."""
+the shared tiny model, and a pretrained arithmetic base model (single-digit sums, learnt in ~150 steps, so
+SRPO/eval runs see mixed outcomes)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from srpo_mcore.platform import configure_process_environment
+from tests.torchrun import REPO_ROOT, run_isolated, torchrun_command
 
 configure_process_environment()
 
@@ -16,3 +20,18 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
     from tests.fixtures.tiny_model import build_tiny_hf_checkpoint
 
     return build_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_hf"))
+
+
+@pytest.fixture(scope="session")
+def arith_base(tmp_path_factory) -> dict[str, Path]:
+    """A briefly pretrained arithmetic model (HF dir with tokenizer) and its train / held-out files."""
+    root = tmp_path_factory.mktemp("arith")
+    data = root / "data"
+    subprocess.run([sys.executable, "-m", "srpo_mcore.quickstart.arithmetic", "--out", str(data), "--train", "80",
+                    "--heldout", "16", "--max-operand", "9"], cwd=REPO_ROOT, check=True,
+                   capture_output=True)
+    cmd = torchrun_command(2, "-m", "srpo_mcore.quickstart.pretrain", "--out", str(root / "base"), "--steps", "150",
+                           "--max-operand", "9", "--eval-problems", "16", "--batch-size", "32")
+    proc = run_isolated(cmd, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"base": root / "base", "train": data / "train.jsonl", "heldout": data / "heldout.jsonl"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -59,15 +58,6 @@ def _check_inputs(args: argparse.Namespace):
     return model
 
 
-def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "srpo_mcore.convert", *argv]
-    return subprocess.call(cmd)
-
-
 def _run(args: argparse.Namespace, model) -> None:
     import torch.distributed as dist
 
@@ -104,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         model = _check_inputs(args)
         if "WORLD_SIZE" not in os.environ:
             if args.tp * args.pp > 1:
-                return _relaunch_under_torchrun(args.tp * args.pp, argv)
+                from srpo_mcore.distributed import relaunch_under_torchrun
+
+                return relaunch_under_torchrun("srpo_mcore.convert", argv, args.tp * args.pp)
             os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))

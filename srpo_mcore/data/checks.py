@@ -1,10 +1,13 @@
 """Answer and test checks, and pass@k difficulty grading, for the curation pipeline.
 
-* ``math_answer_problem``: the gold answer must parse with math-verify (wrapped as ``\\boxed{...}``).
-  TODO(lead): swap for the rewards module's gold parser once it lands, so that curation and reward agree.
+* ``math_answer_problem``: the gold answer must parse as the math reward parses it: normalised by
+  ``rewards.math_answer.normalize_gold`` (``\\boxed{}`` and ``$...$`` removed, ``142.0`` -> ``142``), then
+  math-verify on ``\\boxed{gold}``; unlike the reward, without math-verify's string fallback, so that a gold
+  that could only ever match verbatim is reported.
 * ``code_tests_problem``: tests are runnable as specified: functional inputs/outputs are JSON, check
   programs compile and define ``check``, an entry point is a Python expression.
-* ``verify_reference`` / ``solve_rate`` are injected callables (the code sandbox, the vLLM engine + rewards);
+* ``verify_reference`` / ``solve_rate`` are injected callables (the code sandbox, the vLLM engine + rewards;
+  ``hooks.py`` builds both from the real components);
   without them the pipeline reports the step as not checked / skipped.
 """
 
@@ -24,10 +27,13 @@ def math_answer_problem(record: MathRecord) -> str | None:
     """Why the gold answer is not verifiable, or ``None`` when math-verify parses it."""
     from math_verify import parse  # heavy import (sympy): only when the check runs
 
-    answer = record.answer.strip()
-    gold = answer if "\\boxed" in answer else f"\\boxed{{{answer}}}"
+    from srpo_mcore.rewards.math_answer import normalize_gold
+
+    gold = normalize_gold(record.answer)
+    if gold is None:
+        return "empty gold answer, or an unterminated \\boxed"
     try:
-        parsed = parse(gold, fallback_mode="no_fallback")
+        parsed = parse("\\boxed{" + gold + "}", fallback_mode="no_fallback")
     except Exception as err:  # math-verify raises assorted sympy/lark errors on odd input
         return f"math-verify failed: {type(err).__name__}"
     return None if parsed else "math-verify cannot parse the gold answer"

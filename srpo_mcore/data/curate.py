@@ -6,7 +6,10 @@ and writes the curated records (JSONL of ``record.to_dict()``) and a JSON report
 removals by reason and a few example ids, each file atomically (a crash leaves earlier files untouched).
 Progress goes to stderr. The reference-solution check and pass@k grading need engines: name them as
 ``--verify-reference module:function`` / ``--solve-rate module:function``; without them the report says
-"not checked" / "skipped".
+"not checked" / "skipped". The real ones (``srpo_mcore/data/hooks.py``):
+
+    --verify-reference srpo_mcore.data.hooks:verify_reference     references through the code sandbox
+    --grade-with-model HF_DIR [--grade-options "--tp 2 ..."]       pass@k with vLLM + rewards (a torchrun job)
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ def _hook(spec: str | None) -> Callable | None:
     return getattr(importlib.import_module(module), name)
 
 
+def _solve_rate(args: argparse.Namespace) -> Callable | None:
+    if args.grade_with_model is None:
+        return _hook(args.solve_rate)
+    from srpo_mcore.data.hooks import ModelGrader
+
+    return ModelGrader(args.grade_with_model, args.grade_options, args.grade_dir)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = CurationConfig()
     p = argparse.ArgumentParser(
@@ -98,7 +109,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pass-k", type=int, default=defaults.pass_k)
     p.add_argument("--drop-difficulty", action="append", default=[], choices=["easy", "medium", "hard"])
     p.add_argument("--verify-reference", metavar="MODULE:FN", help="reference-solution hook")
-    p.add_argument("--solve-rate", metavar="MODULE:FN", help="pass@k engine hook for difficulty grading")
+    grading = p.add_mutually_exclusive_group()
+    grading.add_argument("--solve-rate", metavar="MODULE:FN", help="pass@k engine hook for difficulty grading")
+    grading.add_argument("--grade-with-model", metavar="HF_DIR",
+                         help="grade difficulty by pass@k of this model (python -m srpo_mcore.eval under torchrun)")
+    p.add_argument("--grade-options", default="", metavar="OPTIONS",
+                   help='options for python -m srpo_mcore.eval when grading, e.g. "--tp 2 --max-tokens 4096"')
+    p.add_argument("--grade-dir", metavar="DIR", help="keep the grading evaluation's files here")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p.parse_args(argv)
 
@@ -121,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         curator = Curator(
             config,
             verify_reference=_hook(args.verify_reference),
-            solve_rate=_hook(args.solve_rate),
+            solve_rate=_solve_rate(args),
             eval_records=eval_records,
             log=log,
         )

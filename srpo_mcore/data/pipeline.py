@@ -2,8 +2,9 @@
 -> reference_check -> difficulty, each recording in a ``StepReport`` what it removed and why.
 
 ``load_step`` turns loader results into the ``load`` step's report. Engines this module does not own are
-injected: ``verify_reference(record) -> bool | None`` (the code sandbox; ``None`` = nothing to check) and
-``solve_rate(records, k) -> list[float]`` (the vLLM engine + rewards).
+injected: ``verify_reference(record) -> bool | None`` (the code sandbox; ``None`` = nothing to check; a falsy
+result's ``detail`` attribute, if any, goes into the report) and ``solve_rate(records, k) -> list[float]`` (the
+vLLM engine + rewards). ``hooks.py`` implements both with the real components.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class Curator:
             if passed is None:
                 report.counts["no_reference"] += 1
             elif not passed:
-                report.remove("reference_fails", record.id)
+                report.remove("reference_fails", record.id, getattr(passed, "detail", ""))
                 continue
             else:
                 report.counts["reference_passes"] += 1

@@ -101,6 +101,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     configure_process_environment()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("megatron").setLevel(logging.WARNING)
     from transformers import AutoTokenizer
 
     from srpo_mcore.config import load_config

@@ -5,7 +5,7 @@ the rollout engine is built. It sets, in this process only:
 
 * ``VLLM_CACHE_ROOT``, ``VLLM_CONFIG_ROOT``, ``VLLM_RPC_BASE_PATH``: ``<run_dir>/vllm/{cache,config,rpc}``, so
   vLLM writes nothing into the home cache or the system temp directory;
-* ``VLLM_NO_USAGE_STATS=1``, ``VLLM_DO_NOT_TRACK=1``: no usage reporting;
+* ``VLLM_NO_USAGE_STATS=1``, ``VLLM_DO_NOT_TRACK=1``: no usage reporting; ``VLLM_LOGGING_LEVEL=WARNING`` unless set;
 * CPU build only: ``VLLM_CPU_OMP_THREADS_BIND``: this rank's share of the allowed cores (each local rank gets its
   own block when there are enough cores, else core ``local_rank % n_cores``), so the engines of one node do not
   fight over the same cores.
@@ -47,6 +47,7 @@ def configure_vllm_environment(run_dir: str | Path) -> Path:
     os.environ["VLLM_CACHE_ROOT"] = str(root / "cache")
     os.environ["VLLM_CONFIG_ROOT"] = str(root / "config")
     os.environ["VLLM_RPC_BASE_PATH"] = str(rpc_dir(root))
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # engine chatter off the console (override to debug)
     os.environ["VLLM_NO_USAGE_STATS"] = "1"
     os.environ["VLLM_DO_NOT_TRACK"] = "1"
     if not torch.cuda.is_available():

@@ -72,7 +72,7 @@ class MetricsLogger:
                     self._tb.add_scalar(key, value, step)
             self._tb.flush()
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(step - self._bar.n)  # an evaluation-only record at step 0 moves nothing
             shown = {k.split("/")[-1]: record[k] for k in ("reward/mean", "accuracy/mean", "response/length_mean")
                      if k in record}
             self._bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})

@@ -230,11 +230,21 @@ def restore_trainer_state(ctx: StepContext, state: dict) -> None:
     ctx.guard.baseline = state.get("guard_baseline")
 
 
+class _ConsoleFilter(logging.Filter):
+    """On the console: our own records at the configured level, other libraries' (Megatron, vLLM) from WARNING
+    up. The per-rank log files keep everything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("srpo_mcore") or record.levelno >= logging.WARNING
+
+
 def setup_logging(cfg: SRPOConfig, run_dir: Path, rank: int) -> None:
     level = getattr(logging, cfg.logging.log_level)
     handlers: list[logging.Handler] = [logging.FileHandler(run_dir / "logs" / f"rank{rank:05d}.log")]
     if rank == 0:
-        handlers.append(logging.StreamHandler())
+        console = logging.StreamHandler()
+        console.addFilter(_ConsoleFilter())
+        handlers.append(console)
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s")
 

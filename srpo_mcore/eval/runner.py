@@ -1,0 +1,106 @@
+"""The evaluation job, on every rank of the torchrun job (SPMD, like the trainer):
+
+    checkpoint --load--> Megatron model (trainer TP/PP) --weight sync--> vLLM engine(s); model freed
+    per benchmark: prompts --evaluate_pass_at_1 (generate k, score)--> metrics + scored samples
+    rank 0: summary.json, samples.jsonl, the table
+
+The engine set-up is the trainer's (``RolloutEngine`` starts with dummy weights, ``WeightSync`` loads them), so
+what is evaluated is exactly what the trainer's rollouts would generate from this checkpoint.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+
+from srpo_mcore.config import SRPOConfig
+from srpo_mcore.eval.benchmarks import Benchmark
+from srpo_mcore.eval.checkpoint import PolicyCheckpoint, load_weights
+
+logger = logging.getLogger("srpo_mcore.eval")
+
+
+@dataclass
+class EvalPlan:
+    """Everything the ranks need, built and checked before they start (see ``cli.py``)."""
+
+    cfg: SRPOConfig
+    checkpoint: PolicyCheckpoint
+    tokenizer: str
+    benchmarks: list[Benchmark]
+    out: str
+    seed: int
+    command: list[str]  # the arguments, recorded in summary.json
+
+
+def start_engine(cfg: SRPOConfig, state, checkpoint: PolicyCheckpoint, seed: int):
+    """A rollout engine holding the checkpoint's weights: build this rank's Megatron shard, load it, sync it
+    into vLLM, free it."""
+    from srpo_mcore.model.qwen2 import build_model
+    from srpo_mcore.rollout.engine import RolloutEngine, resolve_rollout_dtype
+    from srpo_mcore.rollout.weight_sync import WeightSync
+
+    chunk = build_model(cfg.model, cfg.parallel, pre_process=state.is_first_stage, post_process=state.is_last_stage)
+    load_weights(checkpoint, chunk, state)
+    dtype = resolve_rollout_dtype(cfg.rollout, cfg.model)
+    engine = RolloutEngine(cfg.rollout, cfg.model, seed=seed, dtype=dtype)
+    weight_sync = WeightSync(chunk, cfg.model, state, cfg.rollout, dtype=dtype)
+    stats = weight_sync.sync(engine)
+    weight_sync.close()
+    logger.info("loaded %s (%s) into the engine: %.1f MB in %.1f s", checkpoint.path, checkpoint.kind,
+                stats.bytes / 1e6, stats.seconds)
+    del chunk, weight_sync
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return engine
+
+
+def run(plan: EvalPlan) -> int:
+    from transformers import AutoTokenizer
+
+    from srpo_mcore.distributed import init_model_parallel
+    from srpo_mcore.eval import report
+    from srpo_mcore.eval.pass_at_k import evaluate_pass_at_1
+    from srpo_mcore.rewards import RewardManager
+    from srpo_mcore.rollout.engine import shutdown_job
+    from srpo_mcore.rollout.env import configure_vllm_environment
+
+    cfg = plan.cfg
+    state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,
+                                plan.seed, cfg.parallel.backend)
+    logging.basicConfig(level=logging.INFO if state.rank == 0 else logging.WARNING, force=True,
+                        format=f"%(asctime)s [rank{state.rank}] %(name)s: %(message)s")
+    configure_vllm_environment(plan.out)
+    tokenizer = AutoTokenizer.from_pretrained(plan.tokenizer)
+    tables = [b.prompts(cfg, tokenizer) for b in plan.benchmarks]
+    for bench, table in zip(plan.benchmarks, tables):
+        dropped = sum(table.dropped_too_long.values())
+        if dropped and state.rank == 0:
+            logger.warning("%s: %d prompt(s) longer than %d tokens are not evaluated (raise --max-prompt-length)",
+                           bench.name, dropped, cfg.rollout.max_prompt_length)
+    domains = sorted({p.domain for t in tables for p in t.prompts})
+    engine = rewards = None
+    try:
+        engine = start_engine(cfg, state, plan.checkpoint, plan.seed)
+        rewards = RewardManager(cfg.rewards, domains=domains)
+        results = []
+        for bench, prompts in zip(plan.benchmarks, tables):
+            start = time.perf_counter()
+            metrics, groups = evaluate_pass_at_1(engine, prompts, tokenizer, rewards, cfg.rollout, k=bench.k,
+                                                 seed=plan.seed, prefix="", return_samples=True)
+            results.append(report.BenchmarkResult(bench, prompts, metrics, groups, time.perf_counter() - start))
+            logger.info("%s: pass@1 %.4f over %d problems x %d samples", bench.name, metrics["accuracy"],
+                        len(groups), bench.k)
+        if state.rank == 0:
+            report.write(plan, results, world_size=state.world_size)
+            print(report.table(results), flush=True)
+    finally:
+        if rewards is not None:
+            rewards.close()
+        shutdown_job(engine)
+    return 0
