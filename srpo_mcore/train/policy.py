@@ -69,6 +69,12 @@ class Policy:
         return {"vocab_size": self.cfg.model.vocab_size, "temperature": self.cfg.rollout.temperature,
                 "tp_group": self.state.tp_group if self.state.tp_size > 1 else None}
 
+    def _target_logprobs(self, logits: torch.Tensor, mb: MicroBatch) -> torch.Tensor:
+        """Log-probs ``[b, s]`` (float32) of each micro-batch target from the vocab-parallel logits shard."""
+        b, s, v = logits.shape
+        logp, _ = self._logprobs(logits.reshape(b * s, v), mb.extras["targets"].reshape(-1), **self._kernel_kwargs())
+        return logp.reshape(b, s).float()
+
     def _reduce_to_all(self, values: dict[str, float]) -> dict[str, float]:
         """Sum scalars that live on (last stage, TP rank 0) ranks over the whole job; result on every rank."""
         keys = sorted(values)
@@ -86,10 +92,7 @@ class Policy:
         rollout, trainer = [], []
 
         def measure(logits, mb):
-            b, s, v = logits.shape
-            logp, _ = self._logprobs(logits.reshape(b * s, v), mb.extras["targets"].reshape(-1),
-                                     **self._kernel_kwargs())
-            logp = logp.reshape(b, s).float()
+            logp = self._target_logprobs(logits, mb)
             mask = mb.extras["loss_mask"].bool()
             mb.extras["old_logprobs"] = torch.where(mask, logp, torch.zeros_like(logp))
             rollout.append(mb.extras["rollout_logprobs"][mask])
@@ -101,18 +104,17 @@ class Policy:
         self.ddp.train()
         if self.reference is not None:
             def reference_logprobs(logits, mb):
-                b, s, v = logits.shape
-                logp, _ = self._logprobs(logits.reshape(b * s, v), mb.extras["targets"].reshape(-1),
-                                         **self._kernel_kwargs())
-                mb.extras["ref_logprobs"] = logp.reshape(b, s).float()
+                mb.extras["ref_logprobs"] = self._target_logprobs(logits, mb)
                 return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
 
             forward_backward(self.reference, micro_batches, reference_logprobs, forward_only=True)
         empty = torch.zeros(0)
         return (torch.cat(rollout) if rollout else empty), (torch.cat(trainer) if trainer else empty)
 
-    def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float) -> dict[str, float]:
-        """One optimizer update over this rank's micro-batches; returns step metrics (means over all tokens)."""
+    def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float, global_sequences: float
+                   ) -> dict[str, float]:
+        """One optimizer update over this rank's micro-batches; returns step metrics (token means; the loss is
+        normalised like the gradient: by tokens for token-mean, by sequences for the seq-mean modes)."""
         token_mean = self.cfg.algorithm.loss_aggregation == "token-mean"
         sums = {k: 0.0 for k in ("loss", *LOSS_METRICS)}
 
@@ -140,7 +142,7 @@ class Policy:
         update_ok, grad_norm, _ = self.optimizer.step()
         totals = self._reduce_to_all(sums)
         out = {f"loss/{k}": v / max(global_tokens, 1.0) for k, v in totals.items() if k != "loss"}
-        out["loss/policy"] = totals["loss"] / max(global_tokens, 1.0) if token_mean else totals["loss"]
+        out["loss/policy"] = totals["loss"] / max(global_tokens if token_mean else global_sequences, 1.0)
         out["optim/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         out["optim/update_skipped"] = 0.0 if update_ok else 1.0
         out["optim/lr"] = self.optimizer.param_groups[0]["lr"]

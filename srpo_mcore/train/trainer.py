@@ -84,7 +84,8 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     with timer("train"):
         for group_samples, micro_batches in zip(mini_batches, micro):
             tokens = float(sum(len(s.response_ids) for s in group_samples))
-            metrics.update(ctx.policy.train_step(micro_batches, global_tokens=tokens))
+            metrics.update(ctx.policy.train_step(micro_batches, global_tokens=tokens,
+                                                 global_sequences=float(len(group_samples))))
 
     # 6. Weight sync, trainer -> vLLM: the loop's one back-edge (on GPU it also wakes the sleeping engine).
     with timer("sync"):
