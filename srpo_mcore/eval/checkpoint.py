@@ -79,17 +79,6 @@ def load_weights(ckpt: PolicyCheckpoint, model_chunk, state) -> None:
 
         load_model_checkpoint(model_chunk, ckpt.path)
     else:
-        _load_trainer_model(model_chunk, ckpt.path)
+        from srpo_mcore.train.checkpoint import load_model_weights
 
-
-def _load_trainer_model(model_chunk, model_optim: Path) -> None:
-    """The model half of a trainer checkpoint's ``{"model", "optimizer"}`` distributed checkpoint, at any layout."""
-    import torch
-    from megatron.core import dist_checkpointing
-
-    from srpo_mcore import platform
-
-    platform.adapt_megatron_for_cpu()
-    with torch.no_grad():
-        state = dist_checkpointing.load({"model": model_chunk.sharded_state_dict()}, str(model_optim))
-    model_chunk.load_state_dict(state["model"])
+        load_model_weights(model_chunk, ckpt.path)

@@ -136,3 +136,14 @@ class CheckpointManager:
         _set_rng_state(torch.load(rng_file, weights_only=False))
         trainer_state = json.loads((path / "trainer_state.json").read_text())
         return Resumed(step=trainer_state["step"], trainer_state=trainer_state, path=path)
+
+
+def load_model_weights(model_chunk: torch.nn.Module, model_optim: str | Path) -> None:
+    """Only the model half of a training checkpoint (``step_N/model_optim``), at any TP/PP layout: evaluation
+    and export need no optimizer state."""
+    from megatron.core import dist_checkpointing
+
+    platform.adapt_megatron_for_cpu()
+    with torch.no_grad():
+        state = dist_checkpointing.load({"model": model_chunk.sharded_state_dict()}, str(model_optim))
+    model_chunk.load_state_dict(state["model"])
