@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from srpo_mcore.platform import configure_process_environment
+from tests.fixtures.shared_data import shared_data_dir
 from tests.torchrun import REPO_ROOT, run_isolated, torchrun_command
 
 configure_process_environment()
@@ -20,6 +21,15 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
     from tests.fixtures.tiny_model import build_tiny_hf_checkpoint
 
     return build_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_hf"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The public benchmark samples (../shared/data); tests using them skip only when it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("shared/data is not present beside the checkout")
+    return path
 
 
 @pytest.fixture(scope="session")

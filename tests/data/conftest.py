@@ -5,18 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures.shared_data import shared_data_dir
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    path = shared_data_dir()
-    if path is None:
-        pytest.skip("shared/data is not present beside the checkout")
-    return path
-
 
 def write_json(path: Path, rows) -> Path:
     path.write_text(json.dumps(rows), encoding="utf-8")

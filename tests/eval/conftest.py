@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.shared_data import shared_data_dir
-
 QWEN25_VOCAB = 151936  # embedding rows of every Qwen2.5 checkpoint
 QWEN25_LAST_SPECIAL = 151664  # <|file_sep|>; the Qwen3 files add <think> etc. after it
 TINY_QWEN25 = dict(vocab_size=QWEN25_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -52,9 +50,3 @@ def tiny_qwen25_hf(tmp_path_factory) -> Path:
     return write_qwen25_tokenizer(out)
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    path = shared_data_dir()
-    if path is None:
-        pytest.skip("shared/data is not present beside the checkout")
-    return path
