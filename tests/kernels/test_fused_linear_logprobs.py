@@ -101,6 +101,23 @@ def test_invalid_arguments_raise():
             fn(hidden, weight, targets[:-1])
 
 
+def test_bf16_in_the_interpreter():
+    """bf16 hidden states and weight on CPU. Both the Triton path and the torch backend round each logits chunk
+    to bf16 once (the GEMM's output dtype), then do the softmax in fp32: log-probs and entropy agree to fp32
+    accuracy; the gradients to one bf16 ulp (the interpreter truncates fp32 -> bf16 stores, torch rounds to
+    nearest). Against the fp64 reference on the same inputs the bf16 logits rounding shows (~1e-3), bounded
+    by one bf16 ulp (2^-7) too."""
+    hidden, weight, targets, g_logp, g_ent = make_case(75, seed=3, dtype=torch.bfloat16)
+    kw = dict(vocab_size=75, temperature=0.7, compute_entropy=True)
+    got = run(fused_linear_logprobs, hidden, weight, targets, g_logp, g_ent, vocab_chunk_size=32, block_v=16, **kw)
+    assert got[2].dtype == got[3].dtype == torch.bfloat16
+    same_rounding = run(reference_fused_linear_logprobs, hidden, weight, targets, g_logp, g_ent, chunk_size=8, **kw)
+    exact = run(reference_fused_linear_logprobs, hidden.double(), weight.double(), targets, g_logp, g_ent, **kw)
+    for name, a, b, c in zip(("logp", "entropy", "grad hidden", "grad weight"), got, same_rounding, exact):
+        assert_rel_close(a.double(), b.double(), f"{name} vs torch backend", rtol=1e-5 if "grad" not in name else 2**-7)
+        assert_rel_close(a.double(), c, f"{name} vs fp64", rtol=2**-7)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 Triton paths need a CUDA GPU")
 def test_bf16_on_gpu_matches_reference():
     gen = torch.Generator(device="cuda").manual_seed(0)

@@ -235,6 +235,23 @@ def test_all_masked_micro_batch_gives_zero_loss_and_gradient():
         assert all(v.item() == 0 for v in metrics.values())
 
 
+def test_bf16_logits_in_the_interpreter():
+    """bf16 logits, all loss terms: the loss and metrics are computed in fp32 from the exact bf16 values, so
+    they match the fp64 reference on the same logits to fp32 accuracy; the gradient is stored in bf16 (the
+    interpreter truncates, a GPU rounds to nearest), so it is checked to one bf16 ulp (2^-7)."""
+    config, kwargs = CONFIGS["all-terms-seq-mean-token-mean"]
+    logits, targets, old, mask, extras = make_case(seed=2, temperature=kwargs["temperature"])
+    logits = logits.bfloat16()
+    loss, metrics, grad = run(grpo_loss, logits, targets, old, mask, extras, config, block_v=32, **kwargs)
+    ref_loss, ref_metrics, ref_grad = run(reference_grpo_loss, logits.double(), targets, old, mask, extras,
+                                          config, **kwargs)
+    assert grad.dtype == torch.bfloat16 and (grad[~mask] == 0).all()
+    assert_rel_close(loss, ref_loss, "loss")
+    assert_rel_close(grad, ref_grad, "grad", rtol=2**-7)
+    for key in ref_metrics:
+        assert metrics[key].item() == pytest.approx(ref_metrics[key].item(), rel=1e-5, abs=1e-7), key
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 Triton paths need a CUDA GPU")
 def test_bf16_on_gpu_matches_reference():
     gen = torch.Generator(device="cuda").manual_seed(0)
