@@ -145,6 +145,30 @@ def write_engine_model_dir(model_cfg: ModelConfig, root: Path, dtype: str) -> Pa
     return path
 
 
+def engine_args(cfg: RolloutConfig, model_dir: Path, dtype: str, seed: int, *, on_gpu: bool) -> dict:
+    """The keyword arguments of this rank's ``vllm.LLM`` (tests check them against vLLM's ``EngineArgs``)."""
+    if on_gpu:
+        platform_args = {"gpu_memory_utilization": cfg.gpu_memory_utilization,
+                         "enable_sleep_mode": cfg.enable_sleep_mode}
+    else:
+        platform_args = {"kv_cache_memory_bytes": int(cfg.cpu_kv_cache_gib * 2**30),
+                         "worker_cls": "srpo_mcore.rollout.cpu_worker.JobScopedCPUWorker"}
+    return dict(
+        model=str(model_dir),
+        skip_tokenizer_init=True,  # token ids in and out; the trainer owns the tokenizer
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        distributed_executor_backend="external_launcher",
+        dtype=dtype,
+        load_format="dummy",
+        seed=seed,
+        enforce_eager=cfg.enforce_eager,
+        max_model_len=cfg.max_prompt_length + cfg.max_response_length,
+        logprobs_mode="processed_logprobs",
+        enable_prefix_caching=True,
+        **platform_args,
+    )
+
+
 def _digest(obj) -> str:
     return hashlib.sha256(pickle.dumps(obj, protocol=4)).hexdigest()
 
@@ -201,32 +225,14 @@ class RolloutEngine:
     def _start(self, model_dir: Path, seed: int):
         from vllm import LLM
 
-        if self.on_gpu:
-            platform_args = {"gpu_memory_utilization": self.cfg.gpu_memory_utilization,
-                             "enable_sleep_mode": self.cfg.enable_sleep_mode}
-        else:
+        if not self.on_gpu:
             from srpo_mcore.rollout import cpu_worker
 
             tag = [f"srpo-{uuid.uuid4().hex[:12]}"]  # job-unique shared-memory names (see cpu_worker.py)
             dist.broadcast_object_list(tag, src=0, group=self._ctrl)
             cpu_worker.SHM_TAG = tag[0]
-            platform_args = {"kv_cache_memory_bytes": int(self.cfg.cpu_kv_cache_gib * 2**30),
-                             "worker_cls": "srpo_mcore.rollout.cpu_worker.JobScopedCPUWorker"}
         with _restored_env("LOCAL_WORLD_SIZE", "LD_PRELOAD"):
-            return LLM(
-                model=str(model_dir),
-                skip_tokenizer_init=True,  # token ids in and out; the trainer owns the tokenizer
-                tensor_parallel_size=self.cfg.tensor_parallel_size,
-                distributed_executor_backend="external_launcher",
-                dtype=_DTYPE_NAMES[self.dtype],
-                load_format="dummy",
-                seed=seed,
-                enforce_eager=self.cfg.enforce_eager,
-                max_model_len=self.cfg.max_prompt_length + self.cfg.max_response_length,
-                logprobs_mode="processed_logprobs",
-                enable_prefix_caching=True,
-                **platform_args,
-            )
+            return LLM(**engine_args(self.cfg, model_dir, _DTYPE_NAMES[self.dtype], seed, on_gpu=self.on_gpu))
 
     def _check_tp_group(self) -> None:
         from vllm.distributed.parallel_state import get_tp_group
