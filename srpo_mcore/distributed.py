@@ -48,13 +48,21 @@ def relaunch_under_torchrun(module: str, argv: list[str], nproc: int) -> int:
     their own ranks when invoked plainly); returns torchrun's exit code."""
     import socket
     import subprocess
-    import sys
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return subprocess.call([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-                            "--master_addr=127.0.0.1", f"--master_port={port}", "-m", module, *argv])
+    # "--" ends torchrun's own options: without it argparse reads the program's flags too, and one that abbreviates
+    # a torchrun option (eval's --nproc vs --nproc-per-node) fails as ambiguous or is silently taken by torchrun.
+    return subprocess.call(torchrun_argv(module, argv, nproc, port))
+
+
+def torchrun_argv(module: str, argv: list[str], nproc: int, port: int) -> list[str]:
+    """The command line of :func:`relaunch_under_torchrun`; ``module`` receives exactly ``argv``."""
+    import sys
+
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
+            "--master_addr=127.0.0.1", f"--master_port={port}", "-m", module, "--", *argv]
 
 
 def init_process_group(backend: str = "auto", timeout_s: float = 600.0) -> None:
