@@ -4,10 +4,13 @@
   an HF export;
 * a run killed with SIGKILL in the middle of a step after a checkpoint, then resumed, reproduces the
   uninterrupted run's metrics bit for bit (timings aside) and its sampler / History Resampling state;
+* the run's latest checkpoint, evaluated by ``python -m srpo_mcore.eval --mcore RUN_DIR`` (resharded TP2 -> TP1),
+  samples exactly what its HF export does;
 * TP2 x PP2 on 4 ranks runs a step.
 """
 
 import json
+import sys
 
 import pytest
 
@@ -83,6 +86,35 @@ def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base
     state_a = json.loads((uninterrupted / "checkpoints/step_000004/trainer_state.json").read_text())
     state_b = json.loads((run_dir / "checkpoints/step_000004/trainer_state.json").read_text())
     assert state_a["samplers"] == state_b["samplers"] and state_a["stages"] == state_b["stages"]
+
+
+def test_eval_of_the_run_dir_equals_eval_of_its_hf_export(uninterrupted, arith_base, tmp_path):
+    """``--mcore RUN_DIR`` resolves the latest trainer checkpoint, takes the architecture and tokenizer from the
+    run's config.yaml and loads the model half of the TP2 checkpoint at TP1; ``hf_final`` holds the same step's
+    weights (fp32), so with one seed and the run's settings both evaluations sample token-identical responses."""
+    common = ["--data", str(arith_base["heldout"]), "--k", "2", "--max-tokens", "24", "--tp", "1",
+              "--rollout-tp", "1", "--nproc", "1", "--seed", "5", "--set", "rollout.cpu_kv_cache_gib=0.25",
+              "--set", "rewards.math_workers=1"]
+    results = {}
+    for name, source in (("trainer", ["--mcore", str(uninterrupted)]),
+                         ("hf", ["--hf", str(uninterrupted / "hf_final"),
+                                 "--config", str(uninterrupted / "config.yaml")])):  # the run's templates
+        out = tmp_path / name
+        proc = run_isolated([sys.executable, "-m", "srpo_mcore.eval", *source, *common, "--out", str(out)],
+                            timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+        results[name] = (json.loads((out / "summary.json").read_text()),
+                         [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()])
+    (trainer_summary, trainer_rows), (hf_summary, hf_rows) = results["trainer"], results["hf"]
+    assert trainer_summary["checkpoint"]["kind"] == "trainer"
+    assert trainer_summary["checkpoint"]["path"].endswith("checkpoints/step_000004/model_optim")
+    assert trainer_summary["checkpoint"]["tokenizer"] == str(arith_base["base"])  # the run's init_checkpoint
+    assert len(trainer_rows) == len(hf_rows) == 32
+    assert [(r["problem_id"], r["sample"], r["response"], r["accuracy"]) for r in trainer_rows] == \
+        [(r["problem_id"], r["sample"], r["response"], r["accuracy"]) for r in hf_rows]
+    for summary in (trainer_summary, hf_summary):
+        summary["benchmarks"]["heldout"].pop("seconds")
+    assert trainer_summary["benchmarks"] == hf_summary["benchmarks"]
 
 
 def test_tp2_pp2_on_four_ranks_with_kl_reference(arith_base, tmp_path):
