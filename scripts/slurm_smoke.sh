@@ -104,7 +104,8 @@ if ((TRAINER)); then
     || die "pretraining the smoke model failed (see $WORK/pretrain.log)"
   ENTRY=pretrain_srpo.py
   EXTRA=("train.init_checkpoint=$WORK/base" "data.math_train_files=[$WORK/data/train.jsonl]"
-         "data.eval_files=[$WORK/data/heldout.jsonl]" train.eval_interval=0 train.prompts_per_step=8
+         "data.code_train_files=[$WORK/data/code_train.jsonl]" "data.eval_files=[$WORK/data/heldout.jsonl]"
+         train.eval_interval=0 train.prompts_per_step=8
          logging.progress_bar=false)
 fi
 export SRPO_ROOT=$ROOT SRPO_PYTHON=$PY SRPO_ENTRY=$ENTRY SRPO_GPUS_PER_NODE=2

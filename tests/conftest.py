@@ -34,7 +34,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def arith_base(tmp_path_factory) -> dict[str, Path]:
-    """A briefly pretrained arithmetic model (HF dir with tokenizer) and its train / held-out files."""
+    """A briefly pretrained arithmetic model (HF dir with tokenizer) and its train / held-out files, math and
+    code."""
     root = tmp_path_factory.mktemp("arith")
     data = root / "data"
     subprocess.run([sys.executable, "-m", "srpo_mcore.quickstart.arithmetic", "--out", str(data), "--train", "80",
@@ -44,4 +45,5 @@ def arith_base(tmp_path_factory) -> dict[str, Path]:
                            "--max-operand", "9", "--eval-problems", "16", "--batch-size", "32")
     proc = run_isolated(cmd, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return {"base": root / "base", "train": data / "train.jsonl", "heldout": data / "heldout.jsonl"}
+    return {"base": root / "base", "train": data / "train.jsonl", "heldout": data / "heldout.jsonl",
+            "code_train": data / "code_train.jsonl", "code_heldout": data / "code_heldout.jsonl"}

@@ -1,7 +1,11 @@
-"""The CPU quickstart's task: integer arithmetic, with a character-level tokenizer.
+"""The CPU quickstart's task: integer arithmetic in two domains, with a character-level tokenizer.
 
-Problems look like ``37+48=`` and a well-formed answer like ``<think>37+48</think>\\boxed{85}``. The format
-follows the R1-Zero template the real recipe uses (reasoning, then a boxed answer) so the same rewards apply.
+* math: ``37+48=``, answered ``<think>37+48</think>\\boxed{85}``, graded by the math reward;
+* code: ``py:37+48=``, answered ``<think>37+48</think>`` then a python code block ``print(85)``, graded by the
+  code reward: the program runs in the sandbox and its stdout must be ``85``.
+
+The formats follow the R1-Zero templates the real recipe uses (reasoning, then a boxed answer or a code block) so
+the same rewards apply, and the two domains give the quickstart SRPO's two stages: math first, then math + code.
 """
 
 from __future__ import annotations
@@ -12,19 +16,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
-WORD_TOKENS = ["<think>", "</think>", "\\boxed{"]
+WORD_TOKENS = ["<think>", "</think>", "\\boxed{", "```python\n", "\n```"]
 CHARS = list("0123456789+-*=?{}() \n") + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!'/")
+
+
+DOMAINS = ("math", "code")
+CODE_PREFIX = "py:"
 
 
 @dataclass(frozen=True)
 class Problem:
     id: str
-    prompt: str
-    answer: str
+    expression: str  # "37+48"
+    answer: str  # "85"
+    domain: str = "math"
+
+    @property
+    def prompt(self) -> str:
+        return f"{CODE_PREFIX if self.domain == 'code' else ''}{self.expression}="
 
 
-def make_problems(n: int, seed: int, max_operand: int = 99, prefix: str = "add") -> list[Problem]:
-    """``min(n, (max_operand + 1)^2)`` distinct addition problems ``a+b=`` with operands in [0, max_operand]."""
+def make_problems(n: int, seed: int, max_operand: int = 99, prefix: str = "add", domain: str = "math"
+                  ) -> list[Problem]:
+    """``min(n, (max_operand + 1)^2)`` distinct addition problems with operands in [0, max_operand]; the same
+    ``seed`` gives the same sums in either domain."""
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     n = min(n, (max_operand + 1) ** 2)
     rng = random.Random(seed)
     seen: set[tuple[int, int]] = set()
@@ -34,13 +51,22 @@ def make_problems(n: int, seed: int, max_operand: int = 99, prefix: str = "add")
         if (a, b) in seen:
             continue
         seen.add((a, b))
-        problems.append(Problem(f"{prefix}-{a}-{b}", f"{a}+{b}=", str(a + b)))
+        problems.append(Problem(f"{prefix}-{a}-{b}", f"{a}+{b}", str(a + b), domain))
     return problems
 
 
 def solution_text(problem: Problem, answer: str | None = None) -> str:
-    expression = problem.prompt.rstrip("=")
-    return f"<think>{expression}</think>\\boxed{{{problem.answer if answer is None else answer}}}"
+    """The well-formed response (with ``answer`` in place of the right one, if given)."""
+    value = problem.answer if answer is None else answer
+    if problem.domain == "code":
+        return f"<think>{problem.expression}</think>```python\nprint({value})\n```"
+    return f"<think>{problem.expression}</think>\\boxed{{{value}}}"
+
+
+def is_solved(problem: Problem, response: str) -> bool:
+    """Exact check for pretraining's greedy evaluation: the response is :func:`solution_text` (the rewards grade
+    the RL runs, which also accept e.g. ``print(37+48)``)."""
+    return response == solution_text(problem)
 
 
 def build_tokenizer(out_dir: str | Path) -> None:
@@ -67,25 +93,30 @@ def vocab_size() -> int:
 
 def write_datasets(out_dir: str | Path, n_train: int, n_heldout: int, seed: int, held_out_seed: int,
                    max_operand: int = 99) -> None:
-    """Write ``train.jsonl`` (RL prompts) and ``heldout.jsonl`` (evaluation) as math records; held-out problems
-    never appear in the training file."""
-    from srpo_mcore.data.records import MathRecord
+    """Write the RL prompts and evaluation files of both domains: ``train.jsonl`` / ``heldout.jsonl`` (math
+    records) and ``code_train.jsonl`` / ``code_heldout.jsonl`` (code records with one stdin/stdout test). A sum
+    held out in one domain is held out in both and never appears in a training file."""
+    from srpo_mcore.data.records import CodeRecord, CodeTest, MathRecord
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    held_out = make_problems(n_heldout, held_out_seed, max_operand, prefix="eval")
-    taken = {p.prompt for p in held_out}
-    train = [p for p in make_problems(n_train + n_heldout, seed, max_operand, prefix="train")
-             if p.prompt not in taken][:n_train]
-    for name, problems in (("train.jsonl", train), ("heldout.jsonl", held_out)):
-        rows = [MathRecord(id=p.id, problem=p.prompt, answer=p.answer, source="arithmetic").to_dict() for p in problems]
-        tmp = out / (name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        tmp.replace(out / name)
+    for domain, stem in (("math", ""), ("code", "code_")):
+        held_out = make_problems(n_heldout, held_out_seed, max_operand, prefix=f"{stem}eval", domain=domain)
+        taken = {p.expression for p in held_out}
+        train = [p for p in make_problems(n_train + n_heldout, seed, max_operand, prefix=f"{stem}train",
+                                          domain=domain) if p.expression not in taken][:n_train]
+        for name, problems in ((f"{stem}train.jsonl", train), (f"{stem}heldout.jsonl", held_out)):
+            rows = [(MathRecord(id=p.id, problem=p.prompt, answer=p.answer, source="arithmetic") if domain == "math"
+                     else CodeRecord(id=p.id, problem=p.prompt, tests=[CodeTest("stdin", "", p.answer)],
+                                     source="arithmetic")).to_dict() for p in problems]
+            tmp = out / (name + ".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            tmp.replace(out / name)
 
 
 def main(argv=None) -> int:
-    """``python -m srpo_mcore.quickstart.arithmetic --out DIR``: write the quickstart's train/held-out files."""
+    """``python -m srpo_mcore.quickstart.arithmetic --out DIR``: write the quickstart's train/held-out files
+    (``--train`` / ``--heldout`` problems per domain)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -97,7 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-seed", type=int, default=999)
     args = ap.parse_args(argv)
     write_datasets(args.out, args.train, args.heldout, args.seed, args.heldout_seed, args.max_operand)
-    print(f"wrote {args.out}/train.jsonl and {args.out}/heldout.jsonl")
+    print(f"wrote {args.out}/{{,code_}}train.jsonl and {args.out}/{{,code_}}heldout.jsonl")
     return 0
 
 

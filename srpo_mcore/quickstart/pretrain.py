@@ -3,10 +3,11 @@
     torchrun --nproc_per_node=2 -m srpo_mcore.quickstart.pretrain --config configs/quickstart.yaml \\
         --out runs/quickstart/base --steps 600
 
-Trains next-token prediction on ``a+b=<think>a+b</think>\\boxed{a+b}`` strings (the model section of the config
-sets the architecture; TP/PP come from its parallel section), reports held-out greedy accuracy, and writes an HF
-checkpoint plus the character tokenizer that vLLM and the SRPO trainer start from. Deliberately short: the
-model should know the answer format but get only part of the sums right, leaving room for RL.
+Trains next-token prediction on the well-formed responses of both domains of
+:mod:`srpo_mcore.quickstart.arithmetic` (``--code-fraction`` of them code; the model section of the config sets the
+architecture, TP/PP come from its parallel section), reports held-out greedy accuracy per domain, and writes an
+HF checkpoint plus the character tokenizer that vLLM and the SRPO trainer start from. Deliberately short: the
+model should know both answer formats but get only part of the sums right, leaving room for RL.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-operand", type=int, default=99, help="operands are drawn from [0, max_operand]")
     ap.add_argument("--heldout-seed", type=int, default=999, help="seed of the held-out problems (excluded)")
+    ap.add_argument("--code-fraction", type=float, default=0.3, help="share of code-domain examples")
     return ap.parse_args(argv)
 
 
@@ -60,10 +62,11 @@ def make_batch(tokenizer, problems, pad_id: int, bos_id: int, eos_id: int):
 
 
 @torch.no_grad()
-def greedy_accuracy(model, state, tokenizer, problems, bos_id, eos_id, max_new: int = 24) -> float:
-    """Greedy-decode each problem with the Megatron model (full recompute per token; tiny model) and score
-    the boxed answer exactly."""
+def greedy_accuracy(model, state, tokenizer, problems, bos_id, eos_id, max_new: int = 28) -> float:
+    """Greedy-decode each problem with the Megatron model (full recompute per token; tiny model); the share of
+    responses that are exactly the well-formed solution."""
     from srpo_mcore.model.forward import MicroBatch, forward_backward
+    from srpo_mcore.quickstart.arithmetic import is_solved
 
     prompts = [[bos_id] + encode(tokenizer, p.prompt) for p in problems]
     outputs = [list(p) for p in prompts]
@@ -92,8 +95,7 @@ def greedy_accuracy(model, state, tokenizer, problems, bos_id, eos_id, max_new: 
             break
     correct = 0
     for p, prompt, out in zip(problems, prompts, outputs):
-        text = tokenizer.decode(out[len(prompt):], skip_special_tokens=True)
-        correct += text.endswith(f"\\boxed{{{p.answer}}}") and text.count("\\boxed{") == 1
+        correct += is_solved(p, tokenizer.decode(out[len(prompt):], skip_special_tokens=True))
     return correct / len(problems)
 
 
@@ -133,9 +135,13 @@ def main(argv=None) -> int:
     optimizer = build_optimizer(ddp, cfg.optimizer, cfg.parallel, torch.float32)
     from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
-    held_out = make_problems(args.eval_problems, args.heldout_seed, args.max_operand, prefix="eval")
-    held_out_keys = {p.prompt for p in held_out}
-    pool = [p for p in make_problems(9000, args.seed + 1, args.max_operand) if p.prompt not in held_out_keys]
+    if not 0.0 <= args.code_fraction < 1.0:
+        raise SystemExit(f"error: --code-fraction must be in [0, 1), got {args.code_fraction}")
+    held_out = {d: make_problems(args.eval_problems, args.heldout_seed, args.max_operand, prefix="eval", domain=d)
+                for d in ("math", "code")}
+    held_out_sums = {p.expression for p in held_out["math"]}
+    pools = {d: [p for p in make_problems(9000, args.seed + 1, args.max_operand, domain=d)
+                 if p.expression not in held_out_sums] for d in ("math", "code")}
     rng = torch.Generator().manual_seed(args.seed + state.dp_rank)
 
     def ce_loss(logits, mb):
@@ -151,8 +157,10 @@ def main(argv=None) -> int:
 
     start = time.time()
     for step in range(1, args.steps + 1):
-        idx = torch.randint(len(pool), (args.batch_size,), generator=rng).tolist()
-        ids, labels = make_batch(tokenizer, [pool[i] for i in idx], pad_id, bos_id, eos_id)
+        n_code = round(args.batch_size * args.code_fraction)
+        picked = [pools[d][i] for d, n in (("math", args.batch_size - n_code), ("code", n_code))
+                  for i in torch.randint(len(pools[d]), (n,), generator=rng).tolist()]
+        ids, labels = make_batch(tokenizer, picked, pad_id, bos_id, eos_id)
         batch = MicroBatch(ids, {"labels": labels})
         ddp.zero_grad_buffer()
         optimizer.zero_grad()
@@ -162,13 +170,15 @@ def main(argv=None) -> int:
             loss = float(metrics[0]["loss"] / metrics[0]["tokens"]) if metrics else float("nan")
             if state.rank == 0:
                 logger.info("step %d/%d  loss %.4f  (%.1f s)", step, args.steps, loss, time.time() - start)
-    accuracy = greedy_accuracy(model, state, tokenizer, held_out, bos_id, eos_id)
+    accuracy = {d: greedy_accuracy(model, state, tokenizer, held_out[d], bos_id, eos_id) for d in held_out}
     save_hf_checkpoint(model, cfg.model, out, dtype="float32", tp_group=state.tp_group, tp_size=state.tp_size,
                        tp_rank=state.tp_rank, dp_rank=state.dp_rank)
     if state.rank == 0:
-        summary = {"steps": args.steps, "held_out_greedy_accuracy": accuracy, "seconds": time.time() - start}
+        summary = {"steps": args.steps, "code_fraction": args.code_fraction,
+                   "held_out_greedy_accuracy": accuracy, "seconds": time.time() - start}
         (out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
-        logger.info("held-out greedy accuracy %.3f; wrote %s", accuracy, out)
+        logger.info("held-out greedy accuracy: math %.3f, code %.3f; wrote %s", accuracy["math"], accuracy["code"],
+                    out)
     dist.barrier()
     dist.destroy_process_group()
     return 0

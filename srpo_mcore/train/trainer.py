@@ -283,6 +283,9 @@ def run_training(cfg: SRPOConfig) -> int:
                          "(its tokenizer is needed too)")
     tokenizer = AutoTokenizer.from_pretrained(cfg.train.init_checkpoint)
     prompts = PromptTable.load(cfg, tokenizer)
+    if cfg.stages.two_stage and not prompts.by_domain["code"]:
+        raise SystemExit("error: stages.two_stage is true, but data.code_train_files gave no code prompts: stage 2 "
+                         "(math + code) needs code data (or set stages.two_stage=false)")
     logger.info("%d training prompts (math %d, code %d)", len(prompts), len(prompts.by_domain["math"]),
                 len(prompts.by_domain["code"]))
 
@@ -319,11 +322,11 @@ def run_training(cfg: SRPOConfig) -> int:
             metrics.log(0, evaluate(ctx))
         for step in range(start_step + 1, cfg.train.steps + 1):
             record = srpo_step(ctx, step)
+            record["stage/current"] = float(ctx.stages.stage)  # the stage this step's batch was drawn in
             switch = ctx.stages.observe(step, record.get("reward/math_mean", record["reward/mean"]))
             if switch is not None:
                 metrics.message(switch.message())
-                record["stage/switched"] = 1.0
-            record["stage/current"] = float(ctx.stages.state_dict().get("stage", 1))
+                record["stage/switched"] = 1.0  # the next step is the first of stage 2
             if cfg.train.eval_interval and step % cfg.train.eval_interval == 0:
                 record.update(evaluate(ctx))
             metrics.log(step, record)

