@@ -5,7 +5,8 @@ the rollout engine is built. It sets, in this process only:
 
 * ``VLLM_CACHE_ROOT``, ``VLLM_CONFIG_ROOT``, ``VLLM_RPC_BASE_PATH``: ``<run_dir>/vllm/{cache,config,rpc}``, so
   vLLM writes nothing into the home cache or the system temp directory;
-* ``VLLM_NO_USAGE_STATS=1``, ``VLLM_DO_NOT_TRACK=1``: no usage reporting; ``VLLM_LOGGING_LEVEL=WARNING`` unless set;
+* ``VLLM_NO_USAGE_STATS=1``, ``VLLM_DO_NOT_TRACK=1``: no usage reporting; ``VLLM_LOGGING_LEVEL=WARNING`` unless set,
+  and one known-harmless warning dropped (:class:`_RotaryReloadWarningFilter`);
 * CPU build only: ``VLLM_CPU_OMP_THREADS_BIND``: this rank's share of the allowed cores (each local rank gets its
   own block when there are enough cores, else core ``local_rank % n_cores``), so the engines of one node do not
   fight over the same cores.
@@ -50,11 +51,23 @@ def configure_vllm_environment(run_dir: str | Path) -> Path:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # engine chatter off the console (override to debug)
     os.environ["VLLM_NO_USAGE_STATS"] = "1"
     os.environ["VLLM_DO_NOT_TRACK"] = "1"
+    layerwise = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if not any(isinstance(f, _RotaryReloadWarningFilter) for f in layerwise.filters):
+        layerwise.addFilter(_RotaryReloadWarningFilter())
     if not torch.cuda.is_available():
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind_for_local_rank()
         remove_stale_shm_segments()
     _CONFIGURED_FOR = root
     return root
+
+
+class _RotaryReloadWarningFilter(logging.Filter):
+    """vLLM's layer-wise ``reload_weights`` warns "RotaryEmbedding: Failed to load weights" for every push that does
+    not carry the rotary layer's cos/sin cache, which no checkpoint carries (vLLM computes it and puts it back);
+    on every rank at every sync that is two console lines a step. Other layers' warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args == ("RotaryEmbedding",))
 
 
 # vLLM binds Unix sockets at ``VLLM_RPC_BASE_PATH/<uuid4>`` (36 characters); a socket path may not exceed 107

@@ -148,3 +148,24 @@ def test_cpu_binding(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
     monkeypatch.setenv("LOCAL_RANK", "9")
     assert cpu_bind_for_local_rank() == "1"
+
+
+def test_only_the_rotary_reload_warning_is_dropped(tmp_path, monkeypatch, caplog):
+    """configure_vllm_environment silences vLLM's per-push "RotaryEmbedding: Failed to load weights" (the rotary
+    cache is in no checkpoint) and nothing else of that logger."""
+    import logging
+
+    from srpo_mcore.rollout import env
+
+    for var in ("VLLM_CACHE_ROOT", "VLLM_CONFIG_ROOT", "VLLM_RPC_BASE_PATH", "VLLM_LOGGING_LEVEL",
+                "VLLM_NO_USAGE_STATS", "VLLM_DO_NOT_TRACK", "VLLM_CPU_OMP_THREADS_BIND"):
+        monkeypatch.delenv(var, raising=False)  # restored after the test
+    monkeypatch.setattr(env, "_CONFIGURED_FOR", None)
+    env.configure_vllm_environment(tmp_path)
+    env.configure_vllm_environment(tmp_path)  # idempotent: one filter
+    layerwise = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    assert sum(isinstance(f, env._RotaryReloadWarningFilter) for f in layerwise.filters) == 1
+    with caplog.at_level(logging.WARNING, logger=layerwise.name):
+        layerwise.warning("%s: Failed to load weights", "RotaryEmbedding")
+        layerwise.warning("%s: Failed to load weights", "QKVParallelLinear")
+    assert [r.getMessage() for r in caplog.records] == ["QKVParallelLinear: Failed to load weights"]
