@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 RUN_DIR=${RUN_DIR:-runs/quickstart}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-450}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-400}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 torchrun() { $PY -m torch.distributed.run --nproc_per_node=2 --master_addr=127.0.0.1 --master_port="$1" "${@:2}"; }
 

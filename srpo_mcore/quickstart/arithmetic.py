@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]
-WORD_TOKENS = ["<think>", "</think>", "\\boxed{", "```python\n", "\n```"]
+WORD_TOKENS = ["<think>", "</think>", "\\boxed{"]
 CHARS = list("0123456789+-*=?{}() \n") + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!'/")
+CODE_TOKENS = ["```python\n", "\n```"]  # last, so the ids of the tokens above do not depend on them
 
 
 DOMAINS = ("math", "code")
@@ -74,13 +75,13 @@ def build_tokenizer(out_dir: str | Path) -> None:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + WORD_TOKENS + CHARS)}
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + WORD_TOKENS + CHARS + CODE_TOKENS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
                                    unk_token="<unk>")
-    fast.add_tokens(WORD_TOKENS)
+    fast.add_tokens(WORD_TOKENS + CODE_TOKENS)
     fast.save_pretrained(str(out_dir))
     # vLLM reads generation defaults from here; keep them neutral.
     (Path(out_dir) / "generation_config.json").write_text(json.dumps({"eos_token_id": vocab["<eos>"],
@@ -88,7 +89,7 @@ def build_tokenizer(out_dir: str | Path) -> None:
 
 
 def vocab_size() -> int:
-    return len(SPECIAL_TOKENS) + len(WORD_TOKENS) + len(CHARS)
+    return len(SPECIAL_TOKENS) + len(WORD_TOKENS) + len(CHARS) + len(CODE_TOKENS)
 
 
 def write_datasets(out_dir: str | Path, n_train: int, n_heldout: int, seed: int, held_out_seed: int,

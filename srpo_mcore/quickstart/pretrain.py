@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-operand", type=int, default=99, help="operands are drawn from [0, max_operand]")
     ap.add_argument("--heldout-seed", type=int, default=999, help="seed of the held-out problems (excluded)")
-    ap.add_argument("--code-fraction", type=float, default=0.3, help="share of code-domain examples")
+    ap.add_argument("--warmup", type=int, default=50, help="warm-up steps of the learning rate")
+    ap.add_argument("--code-fraction", type=float, default=0.2, help="share of code-domain examples")
     return ap.parse_args(argv)
 
 
@@ -162,6 +164,8 @@ def main(argv=None) -> int:
                   for i in torch.randint(len(pools[d]), (n,), generator=rng).tolist()]
         ids, labels = make_batch(tokenizer, picked, pad_id, bos_id, eos_id)
         batch = MicroBatch(ids, {"labels": labels})
+        for group in optimizer.param_groups:  # linear warm-up, then cosine decay to 10%
+            group["lr"] = args.lr * min(step / args.warmup, 0.1 + 0.45 * (1 + math.cos(math.pi * step / args.steps)))
         ddp.zero_grad_buffer()
         optimizer.zero_grad()
         metrics = forward_backward(ddp, [batch], ce_loss, forward_only=False)
