@@ -98,13 +98,16 @@ def validate_world_size(cfg: SRPOConfig, world_size: int) -> int:
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SRPOConfig:
-    """Read YAML (with ``base:`` inheritance), apply overrides, build typed sections and validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                validate: bool = True) -> SRPOConfig:
+    """Read YAML (with ``base:`` inheritance), apply overrides, build typed sections and validate (callers that
+    still replace a section, e.g. the model from a checkpoint, pass ``validate=False`` and validate after)."""
     raw: dict = _read_yaml_with_bases(Path(path), seen=()) if path else {}
     for key, value in parse_overrides(overrides or []):
         _set_dotted(raw, key, value)
     cfg = _build(SRPOConfig, raw, prefix="")
-    cfg.validate()
+    if validate:
+        cfg.validate()
     return cfg
 
 

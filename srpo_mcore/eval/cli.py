@@ -74,7 +74,7 @@ def build_plan(args: argparse.Namespace, argv: list[str]):
     benchmarks = resolve(args.benchmark, args.data, data_dir=args.data_dir, k=args.k, limit=args.limit)
     ckpt = resolve_hf(args.hf, args.dtype) if args.hf else resolve_mcore(args.mcore, args.dtype)
     try:
-        cfg = load_config(args.config or ckpt.run_config, args.set)
+        cfg = load_config(args.config or ckpt.run_config, args.set, validate=False)  # validated with the model
         cfg.model = ckpt.model
         for flag, key in FLAGS.items():
             if getattr(args, flag) is not None:
@@ -84,7 +84,7 @@ def build_plan(args: argparse.Namespace, argv: list[str]):
         cfg.train.max_tokens_per_micro_batch = max(cfg.train.max_tokens_per_micro_batch, total)  # trains nothing
         cfg.validate()
     except ConfigError as e:
-        flag = next((f for f, key in FLAGS.items() if key == e.key), None)
+        flag = next((f for f, key in FLAGS.items() if key == e.key and getattr(args, f) is not None), None)
         raise ValueError(f"{e}" + (f" (set by --{flag.replace('_', '-')})" if flag else "")) from None
     tokenizer = args.tokenizer or ckpt.tokenizer
     if tokenizer is None:

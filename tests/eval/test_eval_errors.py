@@ -38,6 +38,11 @@ def test_layout_and_data_errors_name_the_flag_or_file(tiny_qwen25_hf, tmp_path, 
     assert "bad.jsonl: line 2: field 'problem': empty text" in capsys.readouterr().err
     assert main(["--hf", str(tiny_qwen25_hf), "--data", str(bad), "--tp", "3", "--out", str(tmp_path)]) == 2
     assert "TP=3 does not divide model.num_attention_heads=2 (set by --tp)" in capsys.readouterr().err
+    # the same value from --set: the flag was not given, so the error does not blame it
+    assert main(["--hf", str(tiny_qwen25_hf), "--data", str(bad), "--set", "parallel.tensor_model_parallel_size=3",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "TP=3 does not divide model.num_attention_heads=2" in err and "--tp" not in err
 
 
 def test_mcore_checkpoints_resolve_or_explain(tmp_path, capsys):
