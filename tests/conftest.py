@@ -1,5 +1,5 @@
 """Test-session set-up: the CPU platform environment (Triton interpreter etc.) before anything imports it,
-the shared tiny model, and a pretrained arithmetic base model (single-digit sums, learnt in ~150 steps, so
+the shared tiny model, and a pretrained arithmetic base model (single-digit sums, partly learnt in 80 steps, so
 SRPO/eval runs see mixed outcomes)."""
 
 import subprocess
@@ -41,7 +41,7 @@ def arith_base(tmp_path_factory) -> dict[str, Path]:
     subprocess.run([sys.executable, "-m", "srpo_mcore.quickstart.arithmetic", "--out", str(data), "--train", "80",
                     "--heldout", "16", "--max-operand", "9"], cwd=REPO_ROOT, check=True,
                    capture_output=True)
-    cmd = torchrun_command(2, "-m", "srpo_mcore.quickstart.pretrain", "--out", str(root / "base"), "--steps", "150",
+    cmd = torchrun_command(2, "-m", "srpo_mcore.quickstart.pretrain", "--out", str(root / "base"), "--steps", "80",
                            "--max-operand", "9", "--eval-problems", "16", "--batch-size", "32")
     proc = run_isolated(cmd, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
