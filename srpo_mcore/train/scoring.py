@@ -1,7 +1,8 @@
 """Decode rollouts and score them with the rule rewards, spread over all ranks.
 
-Every rank holds every rollout; rank ``r`` scores samples ``r, r + world, ...`` (math verification and sandboxed
-code tests are the expensive part) and the scores are all-gathered, so every rank ends with the same list.
+Every rank holds every rollout; rank ``r`` decodes and scores samples ``r, r + world, ...`` (math verification
+and sandboxed code tests are the expensive part, and decoding every response on every rank would cost each rank
+as much as the whole job's decoding). The texts and scores are all-gathered, so every rank ends with the same list.
 """
 
 from __future__ import annotations
@@ -26,23 +27,22 @@ def score_rollouts(rollouts, prompts: Sequence[Prompt], tokenizer, rewards, samp
         samples.append(ScoredSample(
             group=r.prompt_index, prompt_id=prompt.record.id, domain=prompt.domain,
             prompt_ids=list(r.prompt_token_ids), response_ids=list(r.response_token_ids),
-            rollout_logprobs=list(r.logprobs), finish_reason=r.finish_reason,
-            response_text=tokenizer.decode(r.response_token_ids, skip_special_tokens=True),
-            extras={"sampler_id": prompt.index}))
+            rollout_logprobs=list(r.logprobs), finish_reason=r.finish_reason, extras={"sampler_id": prompt.index}))
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
     mine = list(range(rank, len(samples), world))
-    requests = [RewardRequest(samples[i].domain, samples[i].response_text, prompts[samples[i].group].ground_truth,
-                              samples[i].prompt_id) for i in mine]
-    local = [(i, r.reward, r.accuracy, r.format_ok, r.language_penalty, r.status)
-             for i, r in zip(mine, rewards.score(requests))]
+    texts = tokenizer.batch_decode([samples[i].response_ids for i in mine], skip_special_tokens=True)
+    requests = [RewardRequest(samples[i].domain, text, prompts[samples[i].group].ground_truth, samples[i].prompt_id)
+                for i, text in zip(mine, texts)]
+    local = [(i, text, r.reward, r.accuracy, r.format_ok, r.language_penalty, r.status)
+             for i, text, r in zip(mine, texts, rewards.score(requests))]
     gathered: list = [None] * world
     if world > 1:
         dist.all_gather_object(gathered, local)
     else:
         gathered = [local]
     for part in gathered:
-        for i, reward, accuracy, format_ok, language_penalty, status in part:
-            samples[i].reward, samples[i].accuracy = reward, accuracy
+        for i, text, reward, accuracy, format_ok, language_penalty, status in part:
+            samples[i].response_text, samples[i].reward, samples[i].accuracy = text, reward, accuracy
             samples[i].extras.update(format_ok=format_ok, language_penalty=language_penalty, status=status)
     n = samples_per_prompt
     return [samples[i:i + n] for i in range(0, len(samples), n)]

@@ -103,13 +103,16 @@ def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base
 def test_eval_of_the_run_dir_equals_eval_of_its_hf_export(uninterrupted, arith_base, tmp_path):
     """``--mcore RUN_DIR`` resolves the latest trainer checkpoint, takes the architecture and tokenizer from the
     run's config.yaml and loads the model half of the TP2 checkpoint at TP1; ``hf_final`` holds the same step's
-    weights (fp32), so with one seed and the run's settings both evaluations sample token-identical responses."""
+    weights (fp32), so with one seed and the run's settings both evaluations sample token-identical responses.
+    The HF evaluation runs on two ranks (two rollout engines, each rank decoding and scoring half the samples): the
+    per-prompt seeds make sampling independent of the layout, and the packed gather of the engines' outputs and the
+    split scoring must put every response, text and score back in its place."""
     common = ["--data", str(arith_base["heldout"]), "--k", "2", "--max-tokens", "24", "--tp", "1",
-              "--rollout-tp", "1", "--nproc", "1", "--seed", "5", "--set", "rollout.cpu_kv_cache_gib=0.25",
+              "--rollout-tp", "1", "--seed", "5", "--set", "rollout.cpu_kv_cache_gib=0.25",
               "--set", "rewards.math_workers=1"]
     results = {}
-    for name, source in (("trainer", ["--mcore", str(uninterrupted)]),
-                         ("hf", ["--hf", str(uninterrupted / "hf_final"),
+    for name, source in (("trainer", ["--mcore", str(uninterrupted), "--nproc", "1"]),
+                         ("hf", ["--hf", str(uninterrupted / "hf_final"), "--nproc", "2",
                                  "--config", str(uninterrupted / "config.yaml")])):  # the run's templates
         out = tmp_path / name
         proc = run_isolated([sys.executable, "-m", "srpo_mcore.eval", *source, *common, "--out", str(out)],
@@ -124,6 +127,8 @@ def test_eval_of_the_run_dir_equals_eval_of_its_hf_export(uninterrupted, arith_b
     assert len(trainer_rows) == len(hf_rows) == 32
     assert [(r["problem_id"], r["sample"], r["response"], r["accuracy"]) for r in trainer_rows] == \
         [(r["problem_id"], r["sample"], r["response"], r["accuracy"]) for r in hf_rows]
+    assert len({r["accuracy"] for r in hf_rows}) == 2  # both solved and unsolved samples: a misplaced score shows
+    assert hf_summary["settings"]["world_size"] == 2
     for summary in (trainer_summary, hf_summary):
         summary["benchmarks"]["heldout"].pop("seconds")
     assert trainer_summary["benchmarks"] == hf_summary["benchmarks"]
