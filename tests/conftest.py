@@ -23,7 +23,7 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
     return build_tiny_hf_checkpoint(tmp_path_factory.mktemp("tiny_hf"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The public benchmark samples (../shared/data); tests using them skip only when it is absent."""
     path = shared_data_dir()

@@ -1,26 +1,16 @@
-"""Fixtures for the reward tests: the shared data directory, one bubblewrap sandbox and one math pool per
-module (both are real: bubblewrap, math-verify; nothing is mocked)."""
+"""Fixtures for the reward tests: one bubblewrap sandbox and one rlimits sandbox per module (both real; nothing
+is mocked). The shared data directory is the root conftest's ``shared_data``."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
 from srpo_mcore.rewards.sandbox import Sandbox, SandboxLimits, choose_python, probe_bwrap
 from tests.fixtures.shared_data import REPO_ROOT
-from tests.fixtures.shared_data import shared_data_dir as shared_data
 
 REPO = REPO_ROOT
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    path = shared_data()
-    if path is None:
-        pytest.skip("shared data (../shared/data) is absent")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -67,8 +67,8 @@ def _parallel(fn, items):
         return list(ex.map(fn, items))
 
 
-def _humaneval(data_dir):
-    with gzip.open(data_dir / "code" / "HumanEval.jsonl.gz", "rt") as f:
+def _humaneval(shared_data):
+    with gzip.open(shared_data / "code" / "HumanEval.jsonl.gz", "rt") as f:
         return [json.loads(line) for line in f]
 
 
@@ -80,15 +80,15 @@ def _fenced(program: str) -> str:
     return f"<think>\nI will implement it.\n</think>\nHere it is:\n```python\n{program}\n```\n"
 
 
-def test_humaneval_canonical_solutions_pass(box, data_dir):
-    rows = _humaneval(data_dir)
+def test_humaneval_canonical_solutions_pass(box, shared_data):
+    rows = _humaneval(shared_data)
     scores = _parallel(lambda r: score_code(_fenced(r["prompt"] + r["canonical_solution"]), _he_truth(r), box), rows)
     failed = [(r["task_id"], s.status, s.message[:200]) for r, s in zip(rows, scores) if s.accuracy != 1.0]
     assert not failed and len(rows) == 164
 
 
-def test_humaneval_broken_and_hacking_solutions_fail(box, data_dir):
-    rows = _humaneval(data_dir)
+def test_humaneval_broken_and_hacking_solutions_fail(box, shared_data):
+    rows = _humaneval(shared_data)
 
     def spoiled(r):
         ep = r["entry_point"]
@@ -117,8 +117,8 @@ NEEDS_PACKAGE = {("leetcode_more.json", 26): "imports sortedcontainers, which th
 
 
 @pytest.mark.parametrize("name", ["leetcode_test.json", "leetcode_more.json"])
-def test_leetcode_reference_solutions_pass(box, data_dir, name):
-    rows = json.loads((data_dir / "code" / name).read_text())
+def test_leetcode_reference_solutions_pass(box, shared_data, name):
+    rows = json.loads((shared_data / "code" / name).read_text())
     scores = _parallel(lambda r: score_program(r["solutions"], _leetcode_truth(r["tests"]["functional"]), box), rows)
     failed = [(i, s.status, s.message[:200]) for i, s in enumerate(scores)
               if s.accuracy != 1.0 and (name, i) not in NEEDS_PACKAGE]
@@ -128,8 +128,8 @@ def test_leetcode_reference_solutions_pass(box, data_dir, name):
             assert scores[i].status == "runtime_error" and "sortedcontainers" in scores[i].message, why
 
 
-def test_leetcode_broken_solutions_fail(box, data_dir):
-    rows = json.loads((data_dir / "code" / "leetcode_test.json").read_text())
+def test_leetcode_broken_solutions_fail(box, shared_data):
+    rows = json.loads((shared_data / "code" / "leetcode_test.json").read_text())
 
     def spoiled(r):
         truth = _leetcode_truth(r["tests"]["functional"])
@@ -170,8 +170,8 @@ def _lcb_truth(row) -> dict:
     return {"tests": tests, "starter_code": row["starter_code"]}  # the function name comes from the starter
 
 
-def test_livecodebench_functional_and_stdin(box, data_dir):
-    rows = json.loads((data_dir / "code" / "livecodebench_sample.json").read_text())
+def test_livecodebench_functional_and_stdin(box, shared_data):
+    rows = json.loads((shared_data / "code" / "livecodebench_sample.json").read_text())
     for i, (program, old, new) in LCB_SOLUTIONS.items():
         truth = _lcb_truth(rows[i])
         good = score_code(_fenced(program), truth, box)
@@ -235,12 +235,12 @@ PEER_TESTS = {
 }
 
 
-def test_peer_code_cases(box, data_dir):
+def test_peer_code_cases(box, shared_data):
     """The 34 peer cases: 22 carry tests; the other 12 get the worked examples above. Labels that depend on a
     peer's options: verl's timeouts (5, 10 and 15 s) are longer than ours (2 CPU s, 4 wall s), which only makes
     the sleeping programs fail sooner; verl feeds a null stdin as ""; the prose-before-code response fails
     here at extraction of a fenced block (rllm) or, used whole as the program, with a SyntaxError."""
-    rows = [json.loads(line) for line in (data_dir / "eval" / "code_reward_cases.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (shared_data / "eval" / "code_reward_cases.jsonl").read_text().splitlines()]
     assert len(rows) == 34
 
     def run(row):

@@ -103,7 +103,7 @@ def test_config_fields_are_documented():
         assert f.metadata.get("help"), f.name
 
 
-def test_bench_smoke(tmp_path, bwrap_available, data_dir):
+def test_bench_smoke(tmp_path, bwrap_available, shared_data):
     from srpo_mcore.rewards import bench
 
     out = tmp_path / "bench.json"

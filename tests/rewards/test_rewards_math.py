@@ -138,13 +138,13 @@ def test_known_false_positives(verifier, gold, answer):
     assert check(verifier, gold, f"\\boxed{{{answer}}}") is False
 
 
-def test_peer_cases(verifier, data_dir):
+def test_peer_cases(verifier, shared_data):
     """All 56 answer-checking cases gathered from verl, Qwen2.5-Math, TRL, open-r1 and rllm. Labels that depend
     on a peer's own options and that we meet as well: TRL's reasoning-accuracy reward wants the answer after
     ``</think>`` (so a box inside the reasoning, or no box at all, scores 0); Qwen2.5-Math's grader accepts
     equations equal up to a factor (``34x+45y-20z+100=0`` vs its negation) and trigonometric identities;
     rllm filters empty gold answers (they score 0)."""
-    rows = [json.loads(line) for line in (data_dir / "eval" / "math_answer_cases.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (shared_data / "eval" / "math_answer_cases.jsonl").read_text().splitlines()]
     pairs = [(normalize_gold(r["gold"]), extract_answer(r["response"])) for r in rows]
     verdicts = verifier.verify_many(pairs)
     wrong = [(r["source"], r["gold"], r["response"][-80:]) for r, v in zip(rows, verdicts)
