@@ -85,10 +85,13 @@ class SamplingOptions:
                    stop_token_ids=tuple(stop_token_ids))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RolloutSample:
     """One sampled response.
 
+    ``response_token_ids`` (int32) and ``logprobs`` (float32) are 1-D tensors: views into the packed buffer its
+    engine sent (packed.py), so a rank holding every sample of a step holds ~8 bytes per token, not Python
+    numbers; ``.tolist()`` where Python values are needed (decoding).
     ``logprobs[i]`` is vLLM's processed log-prob of ``response_token_ids[i]`` (after temperature and top-p).
     ``finish_reason`` is ``"stop"`` (a stop token was sampled; it is the last response token) or ``"length"``
     (cut at ``max_tokens``). ``weights_version`` is the engine's weight version (number of completed syncs)."""
@@ -96,8 +99,8 @@ class RolloutSample:
     prompt_index: int
     sample_index: int
     prompt_token_ids: tuple[int, ...]
-    response_token_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]
+    response_token_ids: torch.Tensor
+    logprobs: torch.Tensor
     finish_reason: str
     weights_version: int
 
@@ -274,7 +277,7 @@ class RolloutEngine:
         samples = [RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=prompts[i], response_token_ids=ids,
                                  logprobs=lps, finish_reason=FINISH_REASONS[finish], weights_version=version)
                    for part in self._gather_engine_results(local)
-                   for (i, j, finish, version), ids, lps in part.rows()]
+                   for (i, j, finish, version), ids, lps in part.views()]
         return sorted(samples, key=lambda s: (s.prompt_index, s.sample_index))
 
     def prompt_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:

@@ -12,6 +12,9 @@ its first rank, so the bytes moved are what the engines produced. Before that, e
 SHA-256 go round (a small ``all_gather``): the ranks of one engine must have produced the same bytes, otherwise
 :class:`RolloutDivergenceError` is raised on every rank.
 
+Receivers keep the buffers: :meth:`RaggedRows.views` hands out per-row tensor views (8 bytes per token: int32 id,
+float32 value), where Python records cost ~70 bytes per token (a tuple slot and an object per id and value).
+
 Values travel as float32: vLLM computes log-probs as float32 (its ``log_softmax(dtype=float32)``) and converts
 them with ``tolist()``, so they are float32 values and survive exactly; the trainer reads them as float32 too.
 Token ids travel as int32 (vocabularies are far below 2**31).
@@ -85,6 +88,14 @@ class RaggedRows:
         meta, lengths, token_ids, values = pieces
         return cls(meta=meta.reshape(rows, columns), lengths=lengths, token_ids=token_ids, values=values)
 
+    def views(self) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """``(meta, token_ids, values)`` per row; ``token_ids`` and ``values`` are 1-D views into this buffer (no
+        copy, no Python numbers; ``token_ids`` is empty without ids)."""
+        lengths = self.lengths.tolist()
+        values = torch.split(self.values, lengths)
+        ids = torch.split(self.token_ids, lengths) if self.token_ids.numel() else [self.token_ids] * len(lengths)
+        return list(zip(self.meta.tolist(), ids, values))
+
     def rows(self) -> list[tuple[list[int], tuple[int, ...], tuple[float, ...]]]:
         """``(meta, token_ids, values)`` per row as Python objects (``token_ids`` is ``()`` without ids)."""
         lengths = self.lengths.tolist()
@@ -95,10 +106,10 @@ class RaggedRows:
 
 def _flat(rows, typecode: str, dtype: torch.dtype) -> torch.Tensor:
     """Rows of Python numbers back to back in one tensor (through ``array``: ~2x faster than ``torch.tensor``)."""
+    itemsize = array.array(typecode).itemsize
+    if itemsize != dtype.itemsize:
+        raise RuntimeError(f"C type {typecode!r} is {itemsize} bytes on this platform, {dtype} needs {dtype.itemsize}")
     data = array.array(typecode, chain.from_iterable(rows))
-    if array.array(typecode).itemsize != dtype.itemsize:
-        raise RuntimeError(f"C type {typecode!r} is {data.itemsize} bytes on this platform, {dtype} needs "
-                           f"{dtype.itemsize}")
     return torch.frombuffer(data, dtype=dtype) if len(data) else torch.empty(0, dtype=dtype)
 
 
@@ -117,7 +128,7 @@ def gather_from_engines(local: RaggedRows, *, engine_index: int, engine_ranks: S
     ``engine_ranks[e]`` are the global ranks of engine ``e``; its first rank sends. Raises
     :class:`RolloutDivergenceError` on every rank if the ranks of an engine hold different rows."""
     buf = local.to_bytes()
-    digest = hashlib.sha256(buf.numpy().tobytes()).digest()
+    digest = hashlib.sha256(buf.numpy()).digest()
     header = torch.tensor([engine_index, buf.numel(), *(int.from_bytes(digest[i:i + 7], "little")
                                                          for i in range(0, 28, 7))], dtype=torch.int64)
     headers = [torch.empty_like(header) for _ in range(dist.get_world_size(group))]

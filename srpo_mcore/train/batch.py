@@ -1,6 +1,7 @@
 """From scored rollouts to the trainer's micro-batches.
 
-Every rank holds the whole rollout batch (it is small: token ids and a few floats per token). Each data-parallel
+Every rank holds the whole rollout batch (token ids and log-probs as tensor views into the engines' packed
+buffers, ~8 bytes a token, plus a few floats per sample). Each data-parallel
 rank takes its share through :func:`plan_micro_batches` (balanced by tokens, packed under the token budget,
 the same number of micro-batches on every rank) and lays each micro-batch out right-padded as ``[b, s]``:
 
@@ -14,6 +15,7 @@ of a rank share one ``[b, s]`` shape (the pipeline's p2p buffers are sized from 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -29,9 +31,9 @@ class ScoredSample:
     group: int
     prompt_id: str
     domain: str
-    prompt_ids: list[int]
-    response_ids: list[int]
-    rollout_logprobs: list[float]
+    prompt_ids: Sequence[int]
+    response_ids: torch.Tensor | Sequence[int]  # the rollout's int32 tensor view (or a list)
+    rollout_logprobs: torch.Tensor | Sequence[float]  # float32, one per response token
     finish_reason: str
     reward: float = 0.0
     accuracy: float = 0.0
@@ -75,14 +77,16 @@ def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]
         sample_index = torch.full((b,), -1, dtype=torch.long)
         for row, i in enumerate(idx):
             sample = samples[i]
-            seq = sample.prompt_ids + sample.response_ids
-            n = len(seq) - 1
-            input_ids[row, :n] = torch.tensor(seq[:-1])
-            targets[row, :n] = torch.tensor(seq[1:])
+            seq = torch.cat([torch.as_tensor(sample.prompt_ids, dtype=torch.long),
+                             torch.as_tensor(sample.response_ids, dtype=torch.long)])
+            n = seq.numel() - 1
+            input_ids[row, :n] = seq[:-1]
+            targets[row, :n] = seq[1:]
             start, end = len(sample.prompt_ids) - 1, n  # positions whose target is a response token
             floats["loss_mask"][row, start:end] = 1.0
             floats["advantages"][row, start:end] = sample.advantage
-            floats["rollout_logprobs"][row, start:end] = torch.tensor(sample.rollout_logprobs, dtype=torch.float32)
+            floats["rollout_logprobs"][row, start:end] = torch.as_tensor(sample.rollout_logprobs,
+                                                                         dtype=torch.float32)
             for name, values in per_token.items():
                 floats[name][row, start:end] = torch.tensor(values[i], dtype=torch.float32)
             sample_index[row] = i

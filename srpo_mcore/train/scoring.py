@@ -26,11 +26,11 @@ def score_rollouts(rollouts, prompts: Sequence[Prompt], tokenizer, rewards, samp
         prompt = prompts[r.prompt_index]
         samples.append(ScoredSample(
             group=r.prompt_index, prompt_id=prompt.record.id, domain=prompt.domain,
-            prompt_ids=list(r.prompt_token_ids), response_ids=list(r.response_token_ids),
-            rollout_logprobs=list(r.logprobs), finish_reason=r.finish_reason, extras={"sampler_id": prompt.index}))
+            prompt_ids=r.prompt_token_ids, response_ids=r.response_token_ids, rollout_logprobs=r.logprobs,
+            finish_reason=r.finish_reason, extras={"sampler_id": prompt.index}))
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
     mine = list(range(rank, len(samples), world))
-    texts = tokenizer.batch_decode([samples[i].response_ids for i in mine], skip_special_tokens=True)
+    texts = tokenizer.batch_decode([samples[i].response_ids.tolist() for i in mine], skip_special_tokens=True)
     requests = [RewardRequest(samples[i].domain, text, prompts[samples[i].group].ground_truth, samples[i].prompt_id)
                 for i, text in zip(mine, texts)]
     local = [(i, text, r.reward, r.accuracy, r.format_ok, r.language_penalty, r.status)

@@ -93,6 +93,7 @@ def test_sampled_logprobs_match_trainer(tp2, tp2pp2, tag, n):
     assert findings[f"{tag}/samples_per_prompt"][0] == [n]
     assert every(findings, f"{tag}/logprobs_per_token")
     assert every(findings, f"{tag}/finish_reasons_consistent")
+    assert every(findings, f"{tag}/tensor_fields")
 
 
 def test_n_samples_per_prompt_are_distinct_at_temperature_1(tp2):

@@ -191,6 +191,19 @@ def test_packed_rows_round_trip_exactly():
     assert RaggedRows.from_bytes(RaggedRows.build([], [], [], columns=4).to_bytes()).rows() == []
 
 
+def test_packed_views_are_zero_copy_slices_of_the_buffer():
+    rows = RaggedRows.build([(7,), (8,), (9,)], [[-1.0, -2.0], [], [-3.0]], [[5, 6], [], [7]], columns=1)
+    received = RaggedRows.from_bytes(rows.to_bytes())
+    views = received.views()
+    assert [(m, ids.tolist(), v.tolist()) for m, ids, v in views] == \
+        [(m, list(ids), list(v)) for m, ids, v in received.rows()]
+    assert views[0][1].dtype == torch.int32 and views[0][2].dtype == torch.float32
+    received.values[2] = -4.0  # the buffer, seen through the view of row 2: no copy was made
+    assert views[2][2].tolist() == [-4.0]
+    values_only = RaggedRows.build([(0,)], [[-0.5]], columns=1).views()
+    assert values_only[0][1].numel() == 0 and values_only[0][2].tolist() == [-0.5]
+
+
 def test_packed_values_are_float32():
     # vLLM's log-probs are float32 values; a float64-only value is rounded to the nearest float32.
     value = 0.1

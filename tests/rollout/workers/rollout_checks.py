@@ -93,13 +93,17 @@ def sample_and_recompute(engine, model, state, vocab, *, n, temperature, seed, s
     prompt_ids = random_prompts(seed)
     options = SamplingOptions(max_tokens=max_tokens, temperature=temperature, stop_token_ids=stop_ids)
     samples = engine.generate(prompt_ids, n, options, seed=seed)
-    trainer = megatron_logprobs(model, state, [s.prompt_token_ids + s.response_token_ids for s in samples],
+    trainer = megatron_logprobs(model, state, [s.prompt_token_ids + response(s) for s in samples],
                                 vocab_size=vocab, temperature=temperature)
     rollout_lp, trainer_lp = [], []
     for s, lp in zip(samples, trainer):
-        rollout_lp.append(torch.tensor(s.logprobs, dtype=torch.float64))
+        rollout_lp.append(s.logprobs.double())
         trainer_lp.append(lp[len(s.prompt_token_ids) - 1:].double())  # the response tokens
     return samples, torch.cat(rollout_lp), torch.cat(trainer_lp)
+
+
+def response(sample) -> tuple[int, ...]:
+    return tuple(sample.response_token_ids.tolist())
 
 
 def describe_samples(tag, samples, n, max_tokens=12):
@@ -107,14 +111,17 @@ def describe_samples(tag, samples, n, max_tokens=12):
     for s in samples:
         by_prompt.setdefault(s.prompt_index, []).append(s)
     record(f"{tag}/num_samples", len(samples))
-    record(f"{tag}/distinct_per_prompt", min(len({x.response_token_ids for x in v}) for v in by_prompt.values()))
+    record(f"{tag}/distinct_per_prompt", min(len({response(x) for x in v}) for v in by_prompt.values()))
     record(f"{tag}/samples_per_prompt", sorted({len(v) for v in by_prompt.values()}))
     record(f"{tag}/finish_reasons", sorted({s.finish_reason for s in samples}))
-    ok = all((s.finish_reason == "stop" and s.response_token_ids[-1] in STOP_IDS
-              and all(t not in STOP_IDS for t in s.response_token_ids[:-1]))
-             or (s.finish_reason == "length" and len(s.response_token_ids) == max_tokens) for s in samples)
+    ok = all((s.finish_reason == "stop" and response(s)[-1] in STOP_IDS
+              and all(t not in STOP_IDS for t in response(s)[:-1]))
+             or (s.finish_reason == "length" and len(response(s)) == max_tokens) for s in samples)
     record(f"{tag}/finish_reasons_consistent", ok)
     record(f"{tag}/logprobs_per_token", all(len(s.logprobs) == len(s.response_token_ids) for s in samples))
+    # token ids and log-probs are tensor views into the packed buffers (int32 / float32), not Python numbers
+    record(f"{tag}/tensor_fields", all(s.response_token_ids.dtype == torch.int32 and s.logprobs.dtype == torch.float32
+                                       and s.response_token_ids.dim() == 1 for s in samples))
 
 
 def build_trainer(hf, tp, pp, seed=1):
@@ -192,8 +199,7 @@ def run_tp2(args):
     record("tp2/sample_t07/logprob_diff", (r - t).abs().max().item())
     # Same seed, same samples (reproducible across calls).
     again, _, _ = sample_and_recompute(engine, ddp, state, vocab, n=3, temperature=0.7, seed=4)
-    record("tp2/sample_t07/reproducible", [s.response_token_ids for s in again] ==
-           [s.response_token_ids for s in samples])
+    record("tp2/sample_t07/reproducible", [response(s) for s in again] == [response(s) for s in samples])
     # Finish reasons: every token a stop token -> one-token "stop"; no stop tokens and 3 tokens -> "length".
     stops = engine.generate(random_prompts(7), 2, SamplingOptions(max_tokens=3, stop_token_ids=ALL_IDS), seed=7)
     record("finish/all_stop", all(s.finish_reason == "stop" and len(s.response_token_ids) == 1 for s in stops))

@@ -1,0 +1,42 @@
+"""Micro-batch layout of scored samples (train/batch.py) against a hand-written expectation; rollout fields as
+tensor views (what the engine returns) and as plain lists give the same tensors."""
+
+import torch
+
+from srpo_mcore.train.batch import ScoredSample, build_micro_batches
+
+
+def sample(prompt, response, logprobs, advantage, *, as_tensors):
+    if as_tensors:  # like the engine: int32 / float32 views into one packed buffer
+        ids = torch.tensor([9, *response, 9], dtype=torch.int32)[1:-1]
+        lps = torch.tensor([0.0, *logprobs], dtype=torch.float32)[1:]
+    else:
+        ids, lps = list(response), list(logprobs)
+    s = ScoredSample(group=0, prompt_id="p", domain="math", prompt_ids=tuple(prompt), response_ids=ids,
+                     rollout_logprobs=lps, finish_reason="stop")
+    s.advantage = advantage
+    return s
+
+
+def layout(as_tensors):
+    samples = [sample([1, 2, 3], [4, 5], [-0.5, -0.25], 1.5, as_tensors=as_tensors),
+               sample([6], [7, 8, 9], [-1.0, -2.0, -3.0], -0.5, as_tensors=as_tensors)]
+    return build_micro_batches(samples, [[0, 1], []], pad_id=0, uniform_shape=False)
+
+
+def test_layout_by_hand():
+    full, dummy = layout(as_tensors=True)
+    assert full.input_ids.tolist() == [[1, 2, 3, 4], [6, 7, 8, 0]]
+    assert full.extras["targets"].tolist() == [[2, 3, 4, 5], [7, 8, 9, 0]]
+    assert full.extras["loss_mask"].tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
+    assert full.extras["advantages"].tolist() == [[0, 0, 1.5, 1.5], [-0.5, -0.5, -0.5, 0]]
+    assert full.extras["rollout_logprobs"].tolist() == [[0, 0, -0.5, -0.25], [-1.0, -2.0, -3.0, 0]]
+    assert full.extras["sample_index"].tolist() == [0, 1]
+    assert dummy.extras["sample_index"].tolist() == [-1] and dummy.extras["loss_mask"].sum() == 0
+
+
+def test_tensor_views_and_lists_lay_out_identically():
+    for a, b in zip(layout(as_tensors=True), layout(as_tensors=False)):
+        assert torch.equal(a.input_ids, b.input_ids) and a.input_ids.dtype == torch.long
+        assert a.extras.keys() == b.extras.keys()
+        assert all(torch.equal(a.extras[k], b.extras[k]) for k in a.extras)
