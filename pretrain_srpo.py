@@ -10,6 +10,7 @@ Parse, build, run, close: everything else lives in srpo_mcore/.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -44,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         from srpo_mcore.train.planner import run_dry_run
 
         return run_dry_run(cfg, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+    from srpo_mcore.train.inputs import training_input_problems
+
+    if problems := training_input_problems(cfg):  # before any rank builds anything; rank 0 speaks for all
+        if os.environ.get("RANK", "0") == "0":
+            print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        return 2
     from srpo_mcore.train.trainer import run_training
 
     return run_training(cfg)

@@ -28,8 +28,12 @@ from srpo_mcore.config.rewards import RewardConfig
 from srpo_mcore.config.rollout import RolloutConfig
 from srpo_mcore.config.train import LoggingConfig, OptimizerConfig, TrainConfig
 
-__all__ = ["ConfigError", "SRPOConfig", "load_config", "parse_overrides", "to_dict", "to_yaml", "validate_model_parallel",
-           "validate_world_size"]
+__all__ = ["RUN_CONFIG_IN_HF_EXPORT", "ConfigError", "SRPOConfig", "load_config", "parse_overrides", "to_dict",
+           "to_yaml", "validate_model_parallel", "validate_world_size"]
+
+# The trainer's HF export (run_dir/hf_final) carries the run's resolved config under this name; evaluating the
+# export with ``--hf`` then uses the run's templates, lengths and reward options unless ``--config`` is given.
+RUN_CONFIG_IN_HF_EXPORT = "srpo_run_config.yaml"
 
 
 @dataclass

@@ -46,7 +46,8 @@ class TrainConfig:
     max_tokens_per_micro_batch: int = option(4096, "Token budget of one packed micro-batch per rank.")
     seed: int = option(1234, "Seed for model init, sampling order and rollouts.")
     run_dir: str = option("runs/srpo", "Where checkpoints, metrics, logs and engine files go.")
-    init_checkpoint: str = option("", "HF or Megatron checkpoint to start from ('' = random init).")
+    init_checkpoint: str = option("", "HF checkpoint directory (weights, config.json, tokenizer) SRPO starts from; "
+                                  "required to train")
     save_interval: int = option(0, "Checkpoint every N steps (0 = only at the end and on SIGTERM).")
     keep_last_checkpoints: int = option(2, "How many checkpoints to keep.")
     export_hf_at_end: bool = option(True, "Write an HF checkpoint of the final policy.")

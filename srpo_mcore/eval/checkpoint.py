@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT
 from srpo_mcore.config.model import DTYPES, ModelConfig
 
 
@@ -21,7 +22,7 @@ class PolicyCheckpoint:
     kind: str  # "hf" | "mcore" (convert's model checkpoint) | "trainer" (model_optim of a trainer checkpoint)
     path: Path  # the directory the weights load from
     model: ModelConfig
-    run_config: Path | None = None  # trainer checkpoints: the run's config.yaml
+    run_config: Path | None = None  # the run's config: trainer checkpoints, and HF exports written by the trainer
     tokenizer: Path | None = None  # the default tokenizer directory, if the checkpoint implies one
 
 
@@ -33,7 +34,8 @@ def resolve_hf(path: str | Path, dtype: str | None) -> PolicyCheckpoint:
     saved_dtype = saved.get("torch_dtype") or saved.get("dtype")
     model = model_config_from_hf(path, params_dtype=dtype or (saved_dtype if saved_dtype in DTYPES else "float32"))
     HFCheckpointReader(path, model).check_complete()
-    return PolicyCheckpoint("hf", path, model, tokenizer=path)
+    run_config = path / RUN_CONFIG_IN_HF_EXPORT
+    return PolicyCheckpoint("hf", path, model, run_config if run_config.is_file() else None, tokenizer=path)
 
 
 def resolve_mcore(path: str | Path, dtype: str | None) -> PolicyCheckpoint:

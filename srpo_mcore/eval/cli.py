@@ -11,7 +11,8 @@ Checkpoints: ``--hf DIR`` (its tokenizer by default), or ``--mcore DIR``: a conv
 checkpoint; architecture, settings and tokenizer come from the run's config.yaml).
 
 Settings: a flag wins, then ``--set key=value``, then ``--config FILE`` (default: the run's config.yaml for a
-trainer checkpoint), then the built-in defaults (documented in srpo_mcore/config/);
+trainer checkpoint, the ``srpo_run_config.yaml`` the trainer writes into its HF export ``run_dir/hf_final``),
+then the built-in defaults (documented in srpo_mcore/config/);
 templates, reward options and vLLM memory come from the config. It starts its own ranks with torchrun (``--nproc``,
 default lcm(TP x PP, rollout TP)) unless launched under torchrun. Prints a table; writes ``--out``/summary.json
 and samples.jsonl (see srpo_mcore/eval/report.py). Bad input fails before any rank starts.
@@ -32,7 +33,6 @@ from srpo_mcore.eval.benchmarks import BENCHMARKS
 FLAGS = {"temperature": "rollout.temperature", "top_p": "rollout.top_p", "max_tokens": "rollout.max_response_length",
          "max_prompt_length": "rollout.max_prompt_length", "rollout_tp": "rollout.tensor_parallel_size",
          "tp": "parallel.tensor_model_parallel_size", "pp": "parallel.pipeline_model_parallel_size"}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--nproc", type=int, help="ranks to start when not under torchrun")
     ap.add_argument("--dtype", choices=DTYPES, help="model dtype (default: the checkpoint's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--config", help="YAML config (templates, rewards, vLLM memory, ...)")
+    ap.add_argument("--config", help="YAML config (templates, rewards, vLLM memory, ...); default: the run's config "
+                    "for a trainer checkpoint or a trainer's HF export")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     ap.add_argument("--out", required=True, help="output directory (summary.json, samples.jsonl)")
     return ap.parse_args(argv)
@@ -74,7 +75,8 @@ def build_plan(args: argparse.Namespace, argv: list[str]):
     benchmarks = resolve(args.benchmark, args.data, data_dir=args.data_dir, k=args.k, limit=args.limit)
     ckpt = resolve_hf(args.hf, args.dtype) if args.hf else resolve_mcore(args.mcore, args.dtype)
     try:
-        cfg = load_config(args.config or ckpt.run_config, args.set, validate=False)  # validated with the model
+        config_file = args.config or ckpt.run_config
+        cfg = load_config(config_file, args.set, validate=False)  # validated with the model
         cfg.model = ckpt.model
         for flag, key in FLAGS.items():
             if getattr(args, flag) is not None:
@@ -89,13 +91,16 @@ def build_plan(args: argparse.Namespace, argv: list[str]):
     tokenizer = args.tokenizer or ckpt.tokenizer
     if tokenizer is None:
         raise ValueError(f"--mcore {args.mcore}: a Megatron checkpoint holds no tokenizer; pass --tokenizer DIR")
+    from srpo_mcore.train.inputs import TOKENIZER_FILES
+
     if not any((Path(tokenizer) / name).is_file() for name in TOKENIZER_FILES):
         raise ValueError(f"{tokenizer}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); pass --tokenizer DIR")
     for bench in benchmarks:
         if not bench.load_records(cfg.data.file_format, cfg.data.on_invalid_row):
             raise ValueError(f"benchmark {bench.name}: no records in {', '.join(map(str, bench.files))}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    plan = EvalPlan(cfg, ckpt, str(tokenizer), benchmarks, args.out, args.seed, argv)
+    plan = EvalPlan(cfg, ckpt, str(tokenizer), benchmarks, args.out, args.seed, argv,
+                    str(config_file) if config_file else None)
     return plan, world_size(args, cfg)
 
 

@@ -58,6 +58,7 @@ def write(plan, results: list[BenchmarkResult], *, world_size: int) -> None:
         "command": ["python", "-m", "srpo_mcore.eval", *plan.command],
         "checkpoint": {"kind": plan.checkpoint.kind, "path": str(plan.checkpoint.path), "tokenizer": plan.tokenizer,
                        "model": asdict(plan.checkpoint.model)},
+        "config": plan.config_file,  # where the settings below came from (None: built-in defaults)
         "settings": {"temperature": rollout.temperature, "top_p": rollout.top_p,
                      "max_tokens": rollout.max_response_length, "max_prompt_length": rollout.max_prompt_length,
                      "seed": plan.seed, "dtype": plan.cfg.model.params_dtype,

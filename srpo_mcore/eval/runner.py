@@ -35,6 +35,7 @@ class EvalPlan:
     out: str
     seed: int
     command: list[str]  # the arguments, recorded in summary.json
+    config_file: str | None = None  # the YAML the settings came from (--config, or the checkpoint's run config)
 
 
 def start_engine(cfg: SRPOConfig, state, checkpoint: PolicyCheckpoint, seed: int):

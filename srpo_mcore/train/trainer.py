@@ -23,10 +23,11 @@ from srpo_mcore.algorithm.advantages import grpo_advantages
 from srpo_mcore.algorithm.reflection import ReflectionCounter
 from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_prompt_sampler
 from srpo_mcore.algorithm.stages import TwoStageSchedule
-from srpo_mcore.config import SRPOConfig, to_yaml, validate_world_size
+from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml, validate_world_size
 from srpo_mcore.distributed import ParallelState, init_model_parallel
 from srpo_mcore.train.batch import ScoredSample, build_micro_batches, plan_rank_micro_batches
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
+from srpo_mcore.train.inputs import training_input_problems
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
 from srpo_mcore.train.policy import Policy
 from srpo_mcore.train.prompts import PromptTable
@@ -269,6 +270,8 @@ def run_training(cfg: SRPOConfig) -> int:
     from srpo_mcore.rollout.guard import MismatchGuard
     from srpo_mcore.rollout.weight_sync import WeightSync
 
+    if problems := training_input_problems(cfg):
+        raise SystemExit("error: " + "\n       ".join(problems))
     run_dir = Path(cfg.train.run_dir)
     state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,
                                 cfg.train.seed, cfg.parallel.backend)
@@ -278,9 +281,6 @@ def run_training(cfg: SRPOConfig) -> int:
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
     dist.barrier()
     setup_logging(cfg, run_dir, state.rank)
-    if not cfg.train.init_checkpoint:
-        raise SystemExit("error: train.init_checkpoint is empty; SRPO starts from a pretrained HF checkpoint "
-                         "(its tokenizer is needed too)")
     tokenizer = AutoTokenizer.from_pretrained(cfg.train.init_checkpoint)
     prompts = PromptTable.load(cfg, tokenizer)
     if cfg.stages.two_stage and not prompts.by_domain["code"]:
@@ -346,6 +346,8 @@ def run_training(cfg: SRPOConfig) -> int:
                                dp_rank=state.dp_rank)
             if state.rank == 0:
                 tokenizer.save_pretrained(str(run_dir / "hf_final"))
+                # the run's settings (templates, lengths, rewards) travel with the export; eval --hf reads them
+                (run_dir / "hf_final" / RUN_CONFIG_IN_HF_EXPORT).write_text(to_yaml(cfg))
         if state.rank == 0 and cfg.logging.jsonl:
             from srpo_mcore.train.plots import render
 

@@ -89,6 +89,7 @@ def test_tiny_model_settings_recorded(tiny_eval):
     settings = tiny_eval["summary"]["settings"]
     assert (settings["tp"], settings["rollout_tp"], settings["world_size"], settings["max_tokens"]) == (2, 1, 2, 16)
     assert tiny_eval["summary"]["checkpoint"]["model"]["vocab_size"] == 151936
+    assert tiny_eval["summary"]["config"] is None  # a plain HF directory and no --config: the built-in defaults
     assert "pass@1" in tiny_eval["stdout"] and "mean len" in tiny_eval["stdout"]
 
 

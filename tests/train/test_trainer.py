@@ -103,7 +103,7 @@ def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base
 def test_eval_of_the_run_dir_equals_eval_of_its_hf_export(uninterrupted, arith_base, tmp_path):
     """``--mcore RUN_DIR`` resolves the latest trainer checkpoint, takes the architecture and tokenizer from the
     run's config.yaml and loads the model half of the TP2 checkpoint at TP1; ``hf_final`` holds the same step's
-    weights (fp32), so with one seed and the run's settings both evaluations sample token-identical responses.
+    weights (fp32) and the run's config, so with one seed both evaluations sample token-identical responses.
     The HF evaluation runs on two ranks (two rollout engines, each rank decoding and scoring half the samples): the
     per-prompt seeds make sampling independent of the layout, and the packed gather of the engines' outputs and the
     split scoring must put every response, text and score back in its place."""
@@ -112,8 +112,7 @@ def test_eval_of_the_run_dir_equals_eval_of_its_hf_export(uninterrupted, arith_b
               "--set", "rewards.math_workers=1"]
     results = {}
     for name, source in (("trainer", ["--mcore", str(uninterrupted), "--nproc", "1"]),
-                         ("hf", ["--hf", str(uninterrupted / "hf_final"), "--nproc", "2",
-                                 "--config", str(uninterrupted / "config.yaml")])):  # the run's templates
+                         ("hf", ["--hf", str(uninterrupted / "hf_final"), "--nproc", "2"])):
         out = tmp_path / name
         proc = run_isolated([sys.executable, "-m", "srpo_mcore.eval", *source, *common, "--out", str(out)],
                             timeout=600)
@@ -124,11 +123,15 @@ def test_eval_of_the_run_dir_equals_eval_of_its_hf_export(uninterrupted, arith_b
     assert trainer_summary["checkpoint"]["kind"] == "trainer"
     assert trainer_summary["checkpoint"]["path"].endswith("checkpoints/step_000004/model_optim")
     assert trainer_summary["checkpoint"]["tokenizer"] == str(arith_base["base"])  # the run's init_checkpoint
+    # The run's settings (templates, lengths) without --config: the run dir's config.yaml, and the copy the
+    # trainer wrote into its HF export (the defaults would template the prompts differently).
+    assert trainer_summary["config"] == str(uninterrupted / "config.yaml")
+    assert hf_summary["config"] == str(uninterrupted / "hf_final" / "srpo_run_config.yaml")
+    assert hf_summary["settings"] == {**trainer_summary["settings"], "world_size": 2}
     assert len(trainer_rows) == len(hf_rows) == 32
     assert [(r["problem_id"], r["sample"], r["response"], r["accuracy"]) for r in trainer_rows] == \
         [(r["problem_id"], r["sample"], r["response"], r["accuracy"]) for r in hf_rows]
     assert len({r["accuracy"] for r in hf_rows}) == 2  # both solved and unsolved samples: a misplaced score shows
-    assert hf_summary["settings"]["world_size"] == 2
     for summary in (trainer_summary, hf_summary):
         summary["benchmarks"]["heldout"].pop("seconds")
     assert trainer_summary["benchmarks"] == hf_summary["benchmarks"]
