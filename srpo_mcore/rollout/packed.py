@@ -144,9 +144,9 @@ def gather_from_engines(local: RaggedRows, *, engine_index: int, engine_ranks: S
     rank = dist.get_rank()
     gathered = []
     for engine, ranks in enumerate(engine_ranks):
-        src = ranks[0]
         nbytes = next(iter(by_engine[engine]))[0]
-        data = buf if rank == src else torch.empty(nbytes, dtype=torch.uint8)
-        dist.broadcast(data, src=src, group=group)
-        gathered.append(local if rank == src else RaggedRows.from_bytes(data))
+        own = rank in ranks  # this engine's rows are already here (the digests matched): receive into a copy
+        data = buf if own else torch.empty(nbytes, dtype=torch.uint8)
+        dist.broadcast(data, src=ranks[0], group=group)
+        gathered.append(local if own else RaggedRows.from_bytes(data))
     return gathered
