@@ -2,7 +2,8 @@
 
 * ``summary.json``: the checkpoint, the sampling settings, and per benchmark: problems, k, pass@1 (mean over
   problems of correct samples / k), per-domain pass@1 for mixed files, mean response length (tokens),
-  truncated and well-formatted fractions, prompts dropped for length;
+  truncated and well-formatted fractions, prompts dropped for length; ``pending``: benchmarks not evaluated
+  yet (both files are rewritten after every benchmark, so a crash keeps the finished ones);
 * ``samples.jsonl``: one row per sample: benchmark, problem_id, domain, sample (0..k-1), response, reward,
   accuracy, status (the reward's verdict: ok, wrong_answer, no_answer, no_code, timeout, ...), format_ok,
   finish_reason, response_tokens. pass@1 can be recomputed from it alone.
@@ -51,7 +52,9 @@ class BenchmarkResult:
                        "finish_reason": s.finish_reason, "response_tokens": len(s.response_ids)}
 
 
-def write(plan, results: list[BenchmarkResult], *, world_size: int) -> None:
+def write(plan, results: list[BenchmarkResult], *, world_size: int, pending: list[str] = ()) -> None:
+    """Write (atomically) ``summary.json`` and ``samples.jsonl`` for the benchmarks done so far; ``pending`` names
+    the ones not evaluated yet (empty once the evaluation finished)."""
     out = Path(plan.out)
     rollout, parallel = plan.cfg.rollout, plan.cfg.parallel
     summary = {
@@ -67,6 +70,7 @@ def write(plan, results: list[BenchmarkResult], *, world_size: int) -> None:
                      "rollout_tp": rollout.tensor_parallel_size, "world_size": world_size,
                      "math_template": plan.cfg.data.math_template, "code_template": plan.cfg.data.code_template},
         "benchmarks": {r.benchmark.name: r.summary() for r in results},
+        "pending": list(pending),
     }
     write_jsonl((row for r in results for row in r.sample_rows()), out / "samples.jsonl")
     write_json(summary, out / "summary.json")

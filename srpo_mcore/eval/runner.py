@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from srpo_mcore.config import SRPOConfig
 from srpo_mcore.eval.benchmarks import Benchmark
@@ -90,18 +93,30 @@ def run(plan: EvalPlan) -> int:
         engine = start_engine(cfg, state, plan.checkpoint, plan.seed)
         rewards = RewardManager(cfg.rewards, domains=domains)
         results = []
-        for bench, prompts in zip(plan.benchmarks, tables):
+        for index, (bench, prompts) in enumerate(zip(plan.benchmarks, tables)):
             start = time.perf_counter()
             metrics, groups = evaluate_pass_at_1(engine, prompts, tokenizer, rewards, cfg.rollout, k=bench.k,
                                                  seed=plan.seed, prefix="", return_samples=True)
             results.append(report.BenchmarkResult(bench, prompts, metrics, groups, time.perf_counter() - start))
             logger.info("%s: pass@1 %.4f over %d problems x %d samples", bench.name, metrics["accuracy"],
                         len(groups), bench.k)
+            if state.rank == 0:  # after every benchmark: a crash later keeps what is done (summary "pending")
+                report.write(plan, results, world_size=state.world_size,
+                             pending=[b.name for b in plan.benchmarks[index + 1:]])
+            inject_fault(index)
         if state.rank == 0:
-            report.write(plan, results, world_size=state.world_size)
             print(report.table(results), flush=True)
     finally:
         if rewards is not None:
             rewards.close()
         shutdown_job(engine)
     return 0
+
+
+def inject_fault(benchmark_index: int) -> None:
+    """Crash test aid: with ``SRPO_FAULT_INJECT_EVAL_KILL_AFTER=N`` rank 0 SIGKILLs itself once benchmark N
+    (0-based) is written, like a node loss in the middle of a long evaluation."""
+    if os.environ.get("SRPO_FAULT_INJECT_EVAL_KILL_AFTER") == str(benchmark_index) and dist.get_rank() == 0:
+        logger.error("fault injection: killing rank 0 after benchmark %d", benchmark_index)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)

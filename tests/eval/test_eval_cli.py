@@ -7,6 +7,8 @@ the code sandbox), and the curation's pass@k grading, which runs the same evalua
 * the arithmetic base model graded by ``python -m srpo_mcore.data.curate --grade-with-model`` on its held-out
   file (k = 4): pass@1 is strictly between 0 and 1 and equals the hand computation, each record's solve rate is
   its problem's mean accuracy, and rescoring saved responses with a fresh RewardManager gives their accuracy;
+* a crash after the first of two benchmarks (SIGKILL of rank 0) leaves that benchmark's summary and samples,
+  with the second one listed as pending.
 Bad input is tested in test_eval_errors.py.
 """
 
@@ -23,7 +25,7 @@ import pytest
 from srpo_mcore.data.checks import grade
 from srpo_mcore.data.loaders import load_records
 from tests.fixtures.shared_data import shared_data_dir
-from tests.torchrun import run_isolated
+from tests.torchrun import REPO_ROOT, run_isolated
 
 pytestmark = [pytest.mark.distributed, pytest.mark.vllm, pytest.mark.slow]
 
@@ -85,11 +87,31 @@ def test_tiny_model_benchmark_outputs(tiny_eval, name, file, domain):
     assert name in tiny_eval["stdout"]  # the table
 
 
+def test_crash_keeps_the_finished_benchmarks(arith_base, tmp_path):
+    out = tmp_path / "eval"
+    heldout, code = arith_base["heldout"], arith_base["code_heldout"]
+    proc = run_isolated([sys.executable, "-m", "srpo_mcore.eval", "--hf", str(arith_base["base"]),
+                         "--config", str(REPO_ROOT / "configs/quickstart.yaml"), "--data", str(heldout), str(code),
+                         "--k", "1", "--max-tokens", "24", "--tp", "1", "--rollout-tp", "1", "--nproc", "1",
+                         "--set", "rollout.cpu_kv_cache_gib=0.25", "--set", "rewards.math_workers=1",
+                         "--set", "rewards.code_workers=1", "--out", str(out)],
+                        timeout=600, env={"SRPO_FAULT_INJECT_EVAL_KILL_AFTER": "0"})
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["benchmarks"]) == [heldout.stem] and summary["pending"] == [code.stem]
+    rows = read_rows(out / "samples.jsonl")
+    assert len(rows) == summary["benchmarks"][heldout.stem]["problems"] == 16
+    assert {r["benchmark"] for r in rows} == {heldout.stem}
+    assert summary["benchmarks"][heldout.stem]["pass@1"] == pytest.approx(hand_pass_at_1(rows), abs=1e-12)
+    assert not list(out.glob(".*.tmp"))  # no half-written file left behind
+
+
 def test_tiny_model_settings_recorded(tiny_eval):
     settings = tiny_eval["summary"]["settings"]
     assert (settings["tp"], settings["rollout_tp"], settings["world_size"], settings["max_tokens"]) == (2, 1, 2, 16)
     assert tiny_eval["summary"]["checkpoint"]["model"]["vocab_size"] == 151936
     assert tiny_eval["summary"]["config"] is None  # a plain HF directory and no --config: the built-in defaults
+    assert tiny_eval["summary"]["pending"] == []  # finished
     assert "pass@1" in tiny_eval["stdout"] and "mean len" in tiny_eval["stdout"]
 
 
