@@ -94,6 +94,8 @@ def run(plan: EvalPlan) -> int:
         rewards = RewardManager(cfg.rewards, domains=domains)
         results = []
         for index, (bench, prompts) in enumerate(zip(plan.benchmarks, tables)):
+            logger.info("%s (%d/%d): %d problems x %d samples, up to %d tokens each", bench.name, index + 1,
+                        len(plan.benchmarks), len(prompts.prompts), bench.k, cfg.rollout.max_response_length)
             start = time.perf_counter()
             metrics, groups = evaluate_pass_at_1(engine, prompts, tokenizer, rewards, cfg.rollout, k=bench.k,
                                                  seed=plan.seed, prefix="", return_samples=True)
