@@ -23,7 +23,6 @@ table; rank 0 writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import pickle
@@ -36,7 +35,7 @@ from functools import partial
 import torch
 import torch.distributed as dist
 
-from srpo_mcore.rollout.engine import FINISH_REASONS, RolloutSample
+from srpo_mcore.rollout.engine import FINISH_REASONS, RolloutSample, return_freed_memory_to_os
 from srpo_mcore.rollout.packed import RaggedRows, gather_from_engines
 
 VOCAB = 151_936
@@ -88,10 +87,7 @@ def as_python(samples) -> list[tuple]:
 
 def resident_bytes() -> int:
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    return_freed_memory_to_os()
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 

@@ -398,7 +398,7 @@ class RolloutEngine:
             vllm_ps.destroy_distributed_environment = original
         self.llm = None
         gc.collect()
-        _return_freed_memory_to_os()
+        return_freed_memory_to_os()
         if not self.on_gpu:
             rollout_env.unlink_own_shm_segments()  # so a new engine over the same ranks can create them again
         if dist.is_initialized():
@@ -423,7 +423,7 @@ def refresh_tied_output_layer(model: torch.nn.Module) -> bool:
     return True
 
 
-def _return_freed_memory_to_os() -> None:
+def return_freed_memory_to_os() -> None:
     """glibc keeps freed heap memory (most per-layer tensors are below its 32 MiB mmap threshold) in its arenas;
     after an engine shut down that is its whole model and KV cache. Hand it back so a next engine (or the trainer)
     does not stack on top of it."""

@@ -27,7 +27,6 @@ from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml, vali
 from srpo_mcore.distributed import ParallelState, init_model_parallel
 from srpo_mcore.train.batch import ScoredSample, build_micro_batches, plan_rank_micro_batches
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
-from srpo_mcore.train.inputs import training_input_problems
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
 from srpo_mcore.train.policy import Policy
 from srpo_mcore.train.prompts import PromptTable
@@ -261,7 +260,8 @@ def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSam
 
 
 def run_training(cfg: SRPOConfig) -> int:
-    """Build, resume or initialise, loop, close. Returns the process exit code."""
+    """Build, resume or initialise, loop, close. Returns the process exit code. ``cfg`` is validated and its input
+    files checked (``train.inputs.training_input_problems``) by the entry point, pretrain_srpo.py."""
     from transformers import AutoTokenizer
 
     from srpo_mcore.rewards import RewardManager
@@ -270,8 +270,6 @@ def run_training(cfg: SRPOConfig) -> int:
     from srpo_mcore.rollout.guard import MismatchGuard
     from srpo_mcore.rollout.weight_sync import WeightSync
 
-    if problems := training_input_problems(cfg):
-        raise SystemExit("error: " + "\n       ".join(problems))
     run_dir = Path(cfg.train.run_dir)
     state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,
                                 cfg.train.seed, cfg.parallel.backend)
