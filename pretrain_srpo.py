@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         from srpo_mcore.train.planner import run_dry_run
 
         return run_dry_run(cfg, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
-    from srpo_mcore.train.inputs import training_input_problems
+    from srpo_mcore.tasks.inputs import training_input_problems
 
     if problems := training_input_problems(cfg):  # before any rank builds anything; rank 0 speaks for all
         if os.environ.get("RANK", "0") == "0":

@@ -11,7 +11,7 @@
 
 AIME uses the paper's protocol (pass@1 averaged over 32 samples); ``--k`` sets k for every benchmark. Records
 load through :mod:`srpo_mcore.data.loaders` (format detected from the keys) and become prompts through the
-trainer's :class:`~srpo_mcore.train.prompts.PromptTable` (same templates, same length limit).
+trainer's :class:`~srpo_mcore.tasks.prompts.PromptTable` (same templates, same length limit).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Benchmark:
 
     def prompts(self, cfg, tokenizer):
         """The records as a ``PromptTable`` (templates and ``rollout.max_prompt_length`` from ``cfg``)."""
-        from srpo_mcore.train.prompts import PromptTable
+        from srpo_mcore.tasks.prompts import PromptTable
 
         records = self.load_records(cfg.data.file_format, cfg.data.on_invalid_row)
         by_domain = {d: [r for r in records if r.domain == d] for d in ("math", "code")}

@@ -53,11 +53,11 @@ def resolve_mcore(path: str | Path, dtype: str | None) -> PolicyCheckpoint:
 
 def _resolve_trainer(path: Path) -> PolicyCheckpoint:
     from srpo_mcore.config import load_config
-    from srpo_mcore.train.checkpoint import CheckpointManager
+    from srpo_mcore.model.trainer_checkpoint import latest_complete_step
 
     step = path
     if not (path / "model_optim").is_dir():
-        step = CheckpointManager(path, keep_last=1).latest()
+        step = latest_complete_step(path / "checkpoints")
         if step is None:
             raise FileNotFoundError(f"{path}: neither a Megatron model checkpoint (no srpo_model_config.json), nor a "
                                     "trainer checkpoint (no model_optim/), nor a run directory (no checkpoints/latest)")
@@ -81,6 +81,6 @@ def load_weights(ckpt: PolicyCheckpoint, model_chunk, state) -> None:
 
         load_model_checkpoint(model_chunk, ckpt.path)
     else:
-        from srpo_mcore.train.checkpoint import load_model_weights
+        from srpo_mcore.model.trainer_checkpoint import load_model_weights
 
         load_model_weights(model_chunk, ckpt.path)

@@ -91,7 +91,7 @@ def build_plan(args: argparse.Namespace, argv: list[str]):
     tokenizer = args.tokenizer or ckpt.tokenizer
     if tokenizer is None:
         raise ValueError(f"--mcore {args.mcore}: a Megatron checkpoint holds no tokenizer; pass --tokenizer DIR")
-    from srpo_mcore.train.inputs import TOKENIZER_FILES
+    from srpo_mcore.tasks.inputs import TOKENIZER_FILES
 
     if not any((Path(tokenizer) / name).is_file() for name in TOKENIZER_FILES):
         raise ValueError(f"{tokenizer}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); pass --tokenizer DIR")

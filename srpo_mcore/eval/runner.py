@@ -69,10 +69,10 @@ def run(plan: EvalPlan) -> int:
 
     from srpo_mcore.distributed import init_model_parallel
     from srpo_mcore.eval import report
-    from srpo_mcore.eval.pass_at_k import evaluate_pass_at_1
     from srpo_mcore.rewards import RewardManager
     from srpo_mcore.rollout.engine import shutdown_job
     from srpo_mcore.rollout.env import configure_vllm_environment
+    from srpo_mcore.tasks.pass_at_k import evaluate_pass_at_1
 
     cfg = plan.cfg
     state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,

@@ -15,35 +15,11 @@ of a rank share one ``[b, s]`` shape (the pipeline's p2p buffers are sized from 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 import torch
 
 from srpo_mcore.model.forward import MicroBatch
+from srpo_mcore.tasks.scoring import ScoredSample
 from srpo_mcore.train.packing import plan_micro_batches
-
-
-@dataclass
-class ScoredSample:
-    """One rollout with everything the update needs. ``group`` indexes the prompt within the step."""
-
-    group: int
-    prompt_id: str
-    domain: str
-    prompt_ids: Sequence[int]
-    response_ids: torch.Tensor | Sequence[int]  # the rollout's int32 tensor view (or a list)
-    rollout_logprobs: torch.Tensor | Sequence[float]  # float32, one per response token
-    finish_reason: str
-    reward: float = 0.0
-    accuracy: float = 0.0
-    advantage: float = 0.0
-    response_text: str = ""
-    extras: dict = field(default_factory=dict)
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt_ids) + len(self.response_ids)
 
 
 def plan_rank_micro_batches(samples: list[ScoredSample], *, dp_rank: int, dp_size: int, token_budget: int

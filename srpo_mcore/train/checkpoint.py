@@ -10,7 +10,8 @@ Layout under ``<run_dir>/checkpoints/``::
     latest                  the name of the newest complete checkpoint (replaced atomically)
 
 The newest checkpoint is never half-written: a crash mid-save leaves only a ``.tmp`` directory, which the next
-save removes. Only the last ``keep_last`` complete checkpoints are kept.
+save removes. Only the last ``keep_last`` complete checkpoints are kept. The read side that evaluation needs (the
+newest complete step, the model half) is in ``srpo_mcore/model/trainer_checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from srpo_mcore import platform
+from srpo_mcore.model.trainer_checkpoint import latest_complete_step
 
 EXIT_CHECKPOINTED_ON_SIGNAL = 75  # EX_TEMPFAIL: SLURM scripts requeue the job on this exit code
 
@@ -110,13 +112,7 @@ class CheckpointManager:
 
     # ------------------------------------------------------------------ load
     def latest(self) -> Path | None:
-        pointer = self.root / "latest"
-        if not pointer.is_file():
-            return None
-        path = self.root / pointer.read_text().strip()
-        if not (path / "trainer_state.json").is_file():
-            raise RuntimeError(f"{pointer} names {path.name}, which is incomplete; remove the pointer to start over")
-        return path
+        return latest_complete_step(self.root)
 
     def load(self, path: Path, model_chunk: torch.nn.Module, optimizer) -> Resumed:
         """Collective: restore model, optimizer and this rank's RNG; return the trainer state."""
@@ -137,13 +133,3 @@ class CheckpointManager:
         trainer_state = json.loads((path / "trainer_state.json").read_text())
         return Resumed(step=trainer_state["step"], trainer_state=trainer_state, path=path)
 
-
-def load_model_weights(model_chunk: torch.nn.Module, model_optim: str | Path) -> None:
-    """Only the model half of a training checkpoint (``step_N/model_optim``), at any TP/PP layout: evaluation
-    and export need no optimizer state."""
-    from megatron.core import dist_checkpointing
-
-    platform.adapt_megatron_for_cpu()
-    with torch.no_grad():
-        state = dist_checkpointing.load({"model": model_chunk.sharded_state_dict()}, str(model_optim))
-    model_chunk.load_state_dict(state["model"])

@@ -25,12 +25,12 @@ from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_pro
 from srpo_mcore.algorithm.stages import TwoStageSchedule
 from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml, validate_world_size
 from srpo_mcore.distributed import ParallelState, init_model_parallel
-from srpo_mcore.train.batch import ScoredSample, build_micro_batches, plan_rank_micro_batches
+from srpo_mcore.tasks.prompts import PromptTable
+from srpo_mcore.tasks.scoring import ScoredSample, score_rollouts
+from srpo_mcore.train.batch import build_micro_batches, plan_rank_micro_batches
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
 from srpo_mcore.train.policy import Policy
-from srpo_mcore.train.prompts import PromptTable
-from srpo_mcore.train.scoring import score_rollouts
 
 logger = logging.getLogger("srpo_mcore.train")
 
@@ -261,7 +261,7 @@ def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSam
 
 def run_training(cfg: SRPOConfig) -> int:
     """Build, resume or initialise, loop, close. Returns the process exit code. ``cfg`` is validated and its input
-    files checked (``train.inputs.training_input_problems``) by the entry point, pretrain_srpo.py."""
+    files checked (``tasks.inputs.training_input_problems``) by the entry point, pretrain_srpo.py."""
     from transformers import AutoTokenizer
 
     from srpo_mcore.rewards import RewardManager
@@ -360,7 +360,7 @@ def run_training(cfg: SRPOConfig) -> int:
 
 def evaluate(ctx: StepContext) -> dict[str, float]:
     """Held-out pass@1 (mean over ``train.eval_samples_per_prompt`` samples) on ``data.eval_files``."""
-    from srpo_mcore.eval.pass_at_k import evaluate_pass_at_1
+    from srpo_mcore.tasks.pass_at_k import evaluate_pass_at_1
 
     if ctx.eval_prompts is None:
         ctx.eval_prompts = PromptTable.load_mixed(ctx.cfg, ctx.tokenizer, ctx.cfg.data.eval_files)

@@ -3,7 +3,8 @@ tensor views (what the engine returns) and as plain lists give the same tensors.
 
 import torch
 
-from srpo_mcore.train.batch import ScoredSample, build_micro_batches
+from srpo_mcore.tasks.scoring import ScoredSample
+from srpo_mcore.train.batch import build_micro_batches
 
 
 def sample(prompt, response, logprobs, advantage, *, as_tensors):

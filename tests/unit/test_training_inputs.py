@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from srpo_mcore.train.inputs import hf_checkpoint_problem
+from srpo_mcore.tasks.inputs import hf_checkpoint_problem
 from tests.torchrun import REPO_ROOT
 
 

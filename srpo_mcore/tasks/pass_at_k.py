@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from srpo_mcore.config.rollout import RolloutConfig
-from srpo_mcore.train.prompts import PromptTable
-from srpo_mcore.train.scoring import score_rollouts
+from srpo_mcore.tasks.prompts import PromptTable
+from srpo_mcore.tasks.scoring import score_rollouts
 
 
 def problem_pass_at_1(samples: Sequence) -> float:

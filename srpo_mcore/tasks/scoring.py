@@ -8,11 +8,34 @@ as much as the whole job's decoding). The texts and scores are all-gathered, so 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+import torch
 import torch.distributed as dist
 
-from srpo_mcore.train.batch import ScoredSample
-from srpo_mcore.train.prompts import Prompt
+from srpo_mcore.tasks.prompts import Prompt
+
+
+@dataclass
+class ScoredSample:
+    """One rollout with everything the update needs. ``group`` indexes the prompt within the step."""
+
+    group: int
+    prompt_id: str
+    domain: str
+    prompt_ids: Sequence[int]
+    response_ids: torch.Tensor | Sequence[int]  # the rollout's int32 tensor view (or a list)
+    rollout_logprobs: torch.Tensor | Sequence[float]  # float32, one per response token
+    finish_reason: str
+    reward: float = 0.0
+    accuracy: float = 0.0
+    advantage: float = 0.0
+    response_text: str = ""
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
 
 
 def score_rollouts(rollouts, prompts: Sequence[Prompt], tokenizer, rewards, samples_per_prompt: int
