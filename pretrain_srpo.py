@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from srpo_mcore.platform import configure_process_environment
 
     configure_process_environment()
+    import srpo_mcore.data  # noqa: F401  (registers the data section's name checks: file types, formats, templates)
     from srpo_mcore.config import ConfigError, load_config, to_yaml
 
     try:

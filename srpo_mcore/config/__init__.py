@@ -22,7 +22,7 @@ import yaml
 
 from srpo_mcore.config.algorithm import AlgorithmConfig, ReflectionConfig, SamplingConfig, StageConfig
 from srpo_mcore.config.base import ConfigError, check, option
-from srpo_mcore.config.data import CurationConfig, DataConfig
+from srpo_mcore.config.data import DataConfig
 from srpo_mcore.config.model import ModelConfig, ParallelConfig
 from srpo_mcore.config.rewards import RewardConfig
 from srpo_mcore.config.rollout import RolloutConfig
@@ -51,7 +51,6 @@ class SRPOConfig:
     stages: StageConfig = option(factory=StageConfig, help="Stage 1 math, stage 2 math + code.")
     reflection: ReflectionConfig = option(factory=ReflectionConfig, help="Reflection-pattern statistics.")
     data: DataConfig = option(factory=DataConfig, help="Training and evaluation data.")
-    curation: CurationConfig = option(factory=CurationConfig, help="The data curation pipeline.")
     logging: LoggingConfig = option(factory=LoggingConfig, help="Metrics sinks.")
 
     def validate(self) -> None:

@@ -2,8 +2,10 @@ import dataclasses
 
 import pytest
 
+import srpo_mcore.data  # noqa: F401  (registers DataConfig's name checks)
 from srpo_mcore.config.base import ConfigError
-from srpo_mcore.config.data import CurationConfig, DataConfig
+from srpo_mcore.config.data import DataConfig
+from srpo_mcore.curation.config import CurationConfig
 
 
 @pytest.mark.parametrize("cls", [DataConfig, CurationConfig])

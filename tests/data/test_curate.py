@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from srpo_mcore.config.data import CurationConfig
-from srpo_mcore.data.curate import Curator, main
-from srpo_mcore.data.dedup import jaccard, shingles
+from srpo_mcore.curation.config import CurationConfig
+from srpo_mcore.curation.curate import Curator, main
+from srpo_mcore.curation.dedup import jaccard, shingles
 from srpo_mcore.data.files import write_jsonl
 from srpo_mcore.data.loaders import load_file
 from srpo_mcore.data.records import CodeRecord, CodeTest, MathRecord
@@ -105,7 +105,7 @@ def test_curate_cli_end_to_end(shared_data, tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "srpo_mcore.data.curate",
+        "srpo_mcore.curation.curate",
         "--input",
         str(math),
         str(code),

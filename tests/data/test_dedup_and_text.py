@@ -2,7 +2,7 @@
 
 import pytest
 
-from srpo_mcore.data.dedup import NearDupIndex, jaccard, lsh_shape, shingles
+from srpo_mcore.curation.dedup import NearDupIndex, jaccard, lsh_shape, shingles
 from srpo_mcore.data.text import (
     find_control_char,
     normalize_whitespace,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from srpo_mcore.data.filters import FILTERS, first_failed, has_checkable_answer
+from srpo_mcore.curation.filters import FILTERS, first_failed, has_checkable_answer
 from srpo_mcore.data.records import CodeRecord, CodeTest, MathRecord
 
 

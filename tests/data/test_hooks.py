@@ -1,4 +1,4 @@
-"""The real curation hooks (srpo_mcore/data/hooks.py): reference solutions through the code sandbox (real
+"""The real curation hooks (srpo_mcore/curation/hooks.py): reference solutions through the code sandbox (real
 bubblewrap runs), math golds parsed as the reward parses them, and the pass@k grader's contract. The grader's
 engine run is tested with the evaluation CLI (tests/eval/test_eval_cli.py)."""
 
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from srpo_mcore.config.data import CurationConfig
-from srpo_mcore.data.curate import Curator, main
-from srpo_mcore.data.hooks import ModelGrader, ReferenceChecker, solve_rates
+from srpo_mcore.curation.config import CurationConfig
+from srpo_mcore.curation.curate import Curator, main
+from srpo_mcore.curation.hooks import ModelGrader, ReferenceChecker, solve_rates
 from srpo_mcore.data.loaders import load_records
 from srpo_mcore.data.records import MathRecord
 

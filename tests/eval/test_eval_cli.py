@@ -4,7 +4,7 @@ the code sandbox), and the curation's pass@k grading, which runs the same evalua
 * a tiny random Qwen2 with the real Qwen2.5 tokenizer on 3 AIME24 + 3 LiveCodeBench problems, k = 2, 16 tokens,
   trainer TP2 -> two TP1 engines on 2 ranks: the outputs are complete and pass@1 (0 here) is what the per-sample
   file gives by hand;
-* the arithmetic base model graded by ``python -m srpo_mcore.data.curate --grade-with-model`` on its held-out
+* the arithmetic base model graded by ``python -m srpo_mcore.curation.curate --grade-with-model`` on its held-out
   file (k = 4): pass@1 is strictly between 0 and 1 and equals the hand computation, each record's solve rate is
   its problem's mean accuracy, and rescoring saved responses with a fresh RewardManager gives their accuracy;
 * a crash after the first of two benchmarks (SIGKILL of rank 0) leaves that benchmark's summary and samples,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from srpo_mcore.data.checks import grade
+from srpo_mcore.curation.checks import grade
 from srpo_mcore.data.loaders import load_records
 from tests.fixtures.shared_data import shared_data_dir
 from tests.torchrun import REPO_ROOT, run_isolated
@@ -122,10 +122,10 @@ def test_tiny_model_settings_recorded(tiny_eval):
 def arith_graded(arith_base, tmp_path_factory):
     work = tmp_path_factory.mktemp("grade_arith")
     options = "--config configs/quickstart.yaml --tp 1 --rollout-tp 1 --max-tokens 24 --seed 3"
-    run_module("srpo_mcore.data.curate", "--input", str(arith_base["heldout"]), "--output", str(work / "graded.jsonl"),
+    run_module("srpo_mcore.curation.curate", "--input", str(arith_base["heldout"]), "--output", str(work / "graded.jsonl"),
                "--report", str(work / "report.json"), "--pass-k", "4", "--grade-with-model", str(arith_base["base"]),
                "--grade-options", options, "--grade-dir", str(work / "grading"),
-               "--verify-reference", "srpo_mcore.data.hooks:verify_reference")
+               "--verify-reference", "srpo_mcore.curation.hooks:verify_reference")
     eval_dir = work / "grading" / "eval"
     return {"summary": json.loads((eval_dir / "summary.json").read_text()), "rows": read_rows(eval_dir / "samples.jsonl"),
             "graded": read_rows(work / "graded.jsonl"), "report": json.loads((work / "report.json").read_text()),

@@ -88,3 +88,11 @@ def test_cli_rejects_bad_config_before_heavy_work():
                          timeout=120)
     assert out.returncode == 2
     assert "parallel.tensor_model_parallel_size" in out.stderr and "TP=3" in out.stderr
+
+
+def test_cli_checks_data_names_at_load():
+    """config does not import data; the entry point imports the data package, whose name checks then run at load."""
+    out = subprocess.run([sys.executable, "pretrain_srpo.py", "--config", "configs/models/tiny.yaml",
+                          "data.file_format=xml"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "config error at 'data.file_format'" in out.stderr and "'xml' is not one of" in out.stderr

@@ -17,8 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from srpo_mcore.config.data import CurationConfig
-from srpo_mcore.data.checks import (
+from srpo_mcore.curation.checks import (
     SolveRate,
     VerifyReference,
     checked_rates,
@@ -26,11 +25,12 @@ from srpo_mcore.data.checks import (
     grade,
     math_answer_problem,
 )
-from srpo_mcore.data.dedup import NearDupIndex
-from srpo_mcore.data.filters import first_failed
+from srpo_mcore.curation.config import CurationConfig
+from srpo_mcore.curation.dedup import NearDupIndex
+from srpo_mcore.curation.filters import first_failed
+from srpo_mcore.curation.report import StepReport, summary_line
 from srpo_mcore.data.loaders import LoadResult
 from srpo_mcore.data.records import MathRecord, Record
-from srpo_mcore.data.report import StepReport, summary_line
 from srpo_mcore.data.text import (
     find_control_char,
     normalize_whitespace,

@@ -1,4 +1,4 @@
-"""Curate a dataset: ``python -m srpo_mcore.data.curate --input FILE [FILE ...] --output OUT.jsonl
+"""Curate a dataset: ``python -m srpo_mcore.curation.curate --input FILE [FILE ...] --output OUT.jsonl
 --report REPORT.json [--eval EVAL_FILE ...] [--skip-filter NAME] [--near-dup-threshold 0.9] ...``
 
 Loads the inputs (malformed rows become the ``load`` step's removals), runs the ``pipeline.Curator`` steps
@@ -6,10 +6,10 @@ and writes the curated records (JSONL of ``record.to_dict()``) and a JSON report
 removals by reason and a few example ids, each file atomically (a crash leaves earlier files untouched).
 Progress goes to stderr. The reference-solution check and pass@k grading need engines: name them as
 ``--verify-reference module:function`` / ``--solve-rate module:function``; without them the report says
-"not checked" / "skipped". The real ones (``srpo_mcore/data/hooks.py``):
+"not checked" / "skipped". The real ones (``srpo_mcore/curation/hooks.py``):
 
-    --verify-reference srpo_mcore.data.hooks:verify_reference     references through the code sandbox
-    --grade-with-model HF_DIR [--grade-options "--tp 2 ..."]       pass@k with vLLM + rewards (a torchrun job)
+    --verify-reference srpo_mcore.curation.hooks:verify_reference  references through the code sandbox
+    --grade-with-model HF_DIR [--grade-options "--tp 2 ..."]    pass@k with vLLM + rewards (a torchrun job)
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from srpo_mcore.config.base import ConfigError
-from srpo_mcore.config.data import CurationConfig
+from srpo_mcore.curation.config import CurationConfig
+from srpo_mcore.curation.filters import FILTERS
+from srpo_mcore.curation.pipeline import Curator, Log, load_step, log_stderr
+from srpo_mcore.curation.report import StepReport, summary_line
 from srpo_mcore.data.files import write_json, write_jsonl
-from srpo_mcore.data.filters import FILTERS
 from srpo_mcore.data.formats import FORMATS
 from srpo_mcore.data.loaders import LoadResult, load_file
-from srpo_mcore.data.pipeline import Curator, Log, load_step, log_stderr
 from srpo_mcore.data.records import DataError, Record
-from srpo_mcore.data.report import StepReport, summary_line
 
 __all__ = ["Curator", "build_report", "main"]
 
@@ -84,7 +84,7 @@ def _hook(spec: str | None) -> Callable | None:
 def _solve_rate(args: argparse.Namespace) -> Callable | None:
     if args.grade_with_model is None:
         return _hook(args.solve_rate)
-    from srpo_mcore.data.hooks import ModelGrader
+    from srpo_mcore.curation.hooks import ModelGrader
 
     return ModelGrader(args.grade_with_model, args.grade_options, args.grade_dir)
 
@@ -92,7 +92,7 @@ def _solve_rate(args: argparse.Namespace) -> Callable | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = CurationConfig()
     p = argparse.ArgumentParser(
-        prog="python -m srpo_mcore.data.curate",
+        prog="python -m srpo_mcore.curation.curate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

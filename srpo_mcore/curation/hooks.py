@@ -5,13 +5,13 @@
   are scored with); a math record's gold must parse the way the reward parses it. Records without a reference
   solution are "nothing to check" (``None``).
 
-      python -m srpo_mcore.data.curate ... --verify-reference srpo_mcore.data.hooks:verify_reference
+      python -m srpo_mcore.curation.curate ... --verify-reference srpo_mcore.curation.hooks:verify_reference
 
 * :class:`ModelGrader` - the ``difficulty`` step's ``solve_rate``: pass@k with a model, i.e. ``k`` samples per
   problem through the rollout engine and the rewards. It runs ``python -m srpo_mcore.eval --data`` (which starts
   its own torchrun job) and reads each problem's pass@1 back from its per-sample results.
 
-      python -m srpo_mcore.data.curate ... --grade-with-model HF_DIR [--grade-options "--tp 2 --max-tokens 4096"]
+      python -m srpo_mcore.curation.curate ... --grade-with-model HF_DIR [--grade-options "--tp 2 --max-tokens 4096"]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from srpo_mcore.data.checks import math_answer_problem
+from srpo_mcore.curation.checks import math_answer_problem
 from srpo_mcore.data.files import write_jsonl
 from srpo_mcore.data.records import MathRecord, Record
 
