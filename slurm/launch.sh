@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Functions behind slurm/srpo.sbatch: build the srun + torchrun command line, set the NCCL environment, forward
 # stop signals to the trainer and decide whether to requeue. Sourced, never executed; everything is a function
-# so tests can call the pieces (tests/unit/test_slurm.py) and `srpo.sbatch --print-command` can show the result.
+# so tests can call the pieces (tests/slurm/test_slurm.py) and `srpo.sbatch --print-command` can show the result.
 #
 # Settings (environment variables; all optional):
 #   SRPO_ROOT           repository root on the shared file system     (default: $SLURM_SUBMIT_DIR, else cwd)

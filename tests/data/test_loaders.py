@@ -8,7 +8,7 @@ import pytest
 
 from srpo_mcore.data.loaders import load_file, load_many, load_records
 from srpo_mcore.data.records import CodeRecord, DataError, MathRecord
-from tests.data.conftest import write_json, write_jsonl
+from tests.fixtures.data_files import write_json, write_jsonl
 
 MATH_ROW = {"problem": "What is $1+1$?", "answer": "2"}
 CF_ROW = {"problem": "Print the sum of two integers.", "tests": [{"input": "1 2\n", "output": "3\n"}]}

@@ -13,8 +13,8 @@ from srpo_mcore.curation.dedup import jaccard, shingles
 from srpo_mcore.data.files import write_jsonl
 from srpo_mcore.data.loaders import load_file
 from srpo_mcore.data.records import CodeRecord, CodeTest, MathRecord
-from tests.data.conftest import write_json
-from tests.data.conftest import write_jsonl as write_raw_jsonl
+from tests.fixtures.data_files import write_json
+from tests.fixtures.data_files import write_jsonl as write_raw_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 # math500 rows (0-based) that no filter rejects, with parseable answers, no URLs and no duplicates among them.
