@@ -1,4 +1,6 @@
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -6,6 +8,7 @@ import srpo_mcore.data  # noqa: F401  (registers DataConfig's name checks)
 from srpo_mcore.config.base import ConfigError
 from srpo_mcore.config.data import DataConfig
 from srpo_mcore.curation.config import CurationConfig
+from tests.torchrun import REPO_ROOT
 
 
 @pytest.mark.parametrize("cls", [DataConfig, CurationConfig])
@@ -45,3 +48,27 @@ def test_curation_config_errors_name_the_key(change, key):
     with pytest.raises(ConfigError) as info:
         dataclasses.replace(CurationConfig(), **change).validate()
     assert info.value.key == key
+
+
+def test_config_does_not_import_data_and_the_data_package_registers_its_checks():
+    """Loading a config imports no data module (layers point down); importing ``srpo_mcore.data`` adds the name
+    checks to ``DataConfig.validate`` (once, however often it is imported)."""
+    code = """
+import sys
+from srpo_mcore.config import load_config
+from srpo_mcore.config.base import ConfigError
+from srpo_mcore.config.data import _NAME_CHECKS, register_name_check
+load_config("configs/models/tiny.yaml", ["data.file_format=xml"])  # no data-layer check yet
+assert not [m for m in sys.modules if m.startswith("srpo_mcore.data")], "config imported the data package"
+import srpo_mcore.data
+from srpo_mcore.data.config_checks import check_data_names
+register_name_check(check_data_names)
+assert _NAME_CHECKS == [check_data_names], _NAME_CHECKS
+try:
+    load_config("configs/models/tiny.yaml", ["data.file_format=xml"])
+except ConfigError as e:
+    print(e.key)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["data.file_format"]
