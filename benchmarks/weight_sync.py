@@ -1,6 +1,6 @@
 """Weight-sync benchmark: Megatron (trainer TP) -> vLLM (rollout TP), against plain copies of the same bytes.
 
-    torchrun --nproc_per_node=2 -m srpo_mcore.rollout.bench_sync \
+    torchrun --nproc_per_node=2 -m benchmarks.weight_sync \
         [--model configs/models/qwen2.5-0.5b.yaml] [--dtype bfloat16] [--rollout-tp 2 1] [--repeats 3]
 
 A Qwen2.5-shaped model with random weights is built at trainer TP = world size (PP 1). For each rollout TP, one
