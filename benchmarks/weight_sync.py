@@ -95,8 +95,8 @@ def main() -> None:
     ap.add_argument("--transports", nargs="+", default=["shm", "collective"], choices=["shm", "collective"])
     ap.add_argument("--bucket-mb", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--run-dir", default="runs/bench_sync")
-    ap.add_argument("--out", default=None, help="JSON path (default: <run-dir>/bench_sync.json)")
+    ap.add_argument("--run-dir", default="runs/benchmarks/weight_sync")
+    ap.add_argument("--out", default=None, help="JSON path (default: <run-dir>/weight_sync.json)")
     args = ap.parse_args()
 
     configure_process_environment()
@@ -161,7 +161,7 @@ def main() -> None:
                   f"{r['sync_s']:7.2f} {r['sync_fetch_s']:7.2f} {r['sync_load_s']:7.2f} {r['sync_gb_s']:9.2f} "
                   f"{r['copy_gb_s']:9.2f} {r['ratio_to_copy']:6.2f} {r['vllm_reload_gb_s']:11.2f} "
                   f"{r['ratio_to_vllm_reload']:8.2f}")
-        out = Path(args.out or Path(args.run_dir) / "bench_sync.json")
+        out = Path(args.out or Path(args.run_dir) / "weight_sync.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model": cfg.model.name, "world_size": world, "rows": rows}, indent=2))
         print(f"wrote {out}")

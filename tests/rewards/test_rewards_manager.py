@@ -104,7 +104,7 @@ def test_config_fields_are_documented():
 
 
 def test_bench_smoke(tmp_path, bwrap_available, shared_data):
-    from srpo_mcore.rewards import bench
+    from benchmarks import rewards as bench
 
     out = tmp_path / "bench.json"
     assert bench.main(["--json", str(out), "--workers", "1", "--math-problems", "10", "--programs", "8"]) == 0
