@@ -22,7 +22,7 @@ from srpo_mcore.rollout.env import cpu_bind_for_local_rank
 from srpo_mcore.rollout.guard import MismatchGuard, StaleWeightsError
 from srpo_mcore.rollout.layout import scatter_shard
 from srpo_mcore.rollout.packed import RaggedRows
-from srpo_mcore.rollout.weight_sync import ParamSlot, plan_buckets, vllm_layer_of
+from srpo_mcore.rollout.weight_sync_plan import ParamSlot, plan_buckets, vllm_layer_of
 from tests.rollout.megatron_logprobs import vocab_parallel_logprobs
 from tests.torchrun import REPO_ROOT, run_torchrun
 
