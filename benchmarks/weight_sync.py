@@ -33,8 +33,6 @@ import torch.distributed as dist
 
 from srpo_mcore.platform import configure_process_environment
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
 
 def _timed(fn, repeats: int) -> list[float]:
     """Seconds per call (slowest rank), each call started together on every rank."""
@@ -90,7 +88,7 @@ def vllm_reload_seconds(sync, engine, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="configs/models/qwen2.5-0.5b.yaml")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    ap.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     ap.add_argument("--rollout-tp", type=int, nargs="+", default=[2, 1])
     ap.add_argument("--transports", nargs="+", default=["shm", "collective"], choices=["shm", "collective"])
     ap.add_argument("--bucket-mb", type=int, default=256)
@@ -102,6 +100,7 @@ def main() -> None:
     configure_process_environment()
     from srpo_mcore.config import load_config
     from srpo_mcore.distributed import init_model_parallel, init_process_group
+    from srpo_mcore.model.dtypes import torch_dtype
     from srpo_mcore.model.qwen2 import build_model
     from srpo_mcore.rollout.engine import RolloutEngine, shutdown_job
     from srpo_mcore.rollout.env import configure_vllm_environment
@@ -115,7 +114,7 @@ def main() -> None:
                  "rollout.max_response_length=64", "rollout.cpu_kv_cache_gib=0.25",
                  f"rollout.sync_bucket_mb={args.bucket_mb}", "train.max_tokens_per_micro_batch=4096"]
     cfg = load_config(args.model, overrides)
-    dtype = DTYPES[args.dtype]
+    dtype = torch_dtype(args.dtype)
     state = init_model_parallel(world, 1, seed=0)
     t = time.perf_counter()
     model = build_model(cfg.model, cfg.parallel, pre_process=True, post_process=True)

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from srpo_mcore.config.model import DTYPES
+from srpo_mcore.model.dtypes import torch_dtype
+
 # Datasheet peaks: (HBM bandwidth in bytes/s, dense bf16 tensor-core FLOP/s).
 GPU_PEAKS: dict[str, tuple[float, float]] = {
     "H100 SXM": (3.35e12, 989e12),
@@ -24,7 +27,6 @@ GPU_PEAKS: dict[str, tuple[float, float]] = {
     "H100 PCIe": (2.0e12, 756e12),
     "H200": (4.8e12, 989e12),
 }
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 Candidates = dict[str, Callable[[], torch.Tensor]]
 
@@ -79,7 +81,7 @@ def parse_args(op: str, doc: str, argv: list[str] | None, baselines: tuple[str, 
     p.add_argument("--n", type=int, default=32768, help="tokens")
     p.add_argument("--v", type=int, default=152064, help="full (padded) vocabulary size")
     p.add_argument("--tp", type=int, default=8, help="simulated TP size: the kernel sees V/TP vocab columns")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="bf16")
+    p.add_argument("--dtype", choices=DTYPES, default="bfloat16")
     p.add_argument("--entropy", action="store_true", help="also compute the entropy (and its gradient)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--block-v", type=int, default=None, help="override the Triton vocab tile (tuning)")
@@ -108,7 +110,7 @@ def run(op: str, args: argparse.Namespace, make_inputs: Callable[..., dict],
     device_name = torch.cuda.get_device_name()
     gpu = detect_gpu(device_name)
     peak_bw, peak_flops = GPU_PEAKS.get(gpu, (None, None))
-    dtype = DTYPES[args.dtype]
+    dtype = torch_dtype(args.dtype)
     amount = work(args, dtype)
     peak = peak_flops if amount.unit == "TFLOP/s" else peak_bw
     print(f"device: {device_name} -> roofline {gpu or 'unknown (no % column)'}; dtype {args.dtype}; "

@@ -1,6 +1,6 @@
 """Benchmark ``srpo_kernels.grpo_loss`` (the token-level GRPO loss fused with the log-probs) on a GPU.
 
-    python -m benchmarks.kernels.grpo_loss --n 32768 --v 152064 --tp 8 --dtype bf16 [--entropy] [--json out.json]
+    python -m benchmarks.kernels.grpo_loss --n 32768 --v 152064 --tp 8 --dtype bfloat16 [--entropy] [--json out.json]
 
 Rate: GB/s over the logits, 1 pass forward and 3 forward + backward. Baselines: the op's PyTorch reference in
 checkpointed token chunks (the torch backend, ``kernels/grpo_loss_reference.py``, which the tests check the

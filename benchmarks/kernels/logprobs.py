@@ -1,6 +1,6 @@
 """Benchmark ``srpo_kernels.logprobs`` (per-token log-probs + entropy of vocab-sharded logits) on a GPU.
 
-    python -m benchmarks.kernels.logprobs --n 32768 --v 152064 --tp 8 --dtype bf16 [--entropy] [--json out.json]
+    python -m benchmarks.kernels.logprobs --n 32768 --v 152064 --tp 8 --dtype bfloat16 [--entropy] [--json out.json]
 
 Rate: GB/s over the logits, 1 pass forward and 3 forward + backward. Baselines: naive PyTorch
 (``log_softmax`` + ``gather``), the op's PyTorch reference run in checkpointed token chunks (the torch backend,

@@ -55,13 +55,12 @@ import math
 from dataclasses import dataclass, field
 
 from srpo_mcore.config import ConfigError, SRPOConfig, validate_world_size
-from srpo_mcore.config.model import ModelConfig
+from srpo_mcore.config.model import DTYPE_BYTES, ModelConfig
 
 GIB = 1024**3
 MIB = 1024**2
 # An H100 SXM 80GB reports 81,559 MiB of device memory (nvidia-smi, torch.cuda.mem_get_info).
 H100_80GB_BYTES = 81_559 * MIB
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INVALID_LAYOUT = 0, 1, 2
 ROW_ORDER = ("trainer weights", "grad buffer (fp32)", "optimizer state", "activations", "logits", "vLLM weights",
