@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from types import ModuleType
 
 import torch
 
@@ -75,9 +76,11 @@ def logits_traffic(args: argparse.Namespace, dtype: torch.dtype) -> Work:
     return Work("GB/s", logits_bytes, 3 * logits_bytes)
 
 
-def parse_args(op: str, doc: str, argv: list[str] | None, baselines: tuple[str, ...],
-               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=f"python -m benchmarks.kernels.{op}", description=doc.split("\n\n")[0])
+def parse_args(bench: ModuleType, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of one op's benchmark module (``OP``, ``BASELINES``, optional ``add_arguments``)."""
+    op, baselines = bench.OP, bench.BASELINES
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.kernels.{op}",
+                                description=bench.__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=32768, help="tokens")
     p.add_argument("--v", type=int, default=152064, help="full (padded) vocabulary size")
     p.add_argument("--tp", type=int, default=8, help="simulated TP size: the kernel sees V/TP vocab columns")
@@ -87,8 +90,8 @@ def parse_args(op: str, doc: str, argv: list[str] | None, baselines: tuple[str, 
     p.add_argument("--block-v", type=int, default=None, help="override the Triton vocab tile (tuning)")
     p.add_argument("--baselines", default=",".join(baselines), help=f"comma-separated subset of {baselines}")
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
-    if add_arguments is not None:
-        add_arguments(p)
+    if hasattr(bench, "add_arguments"):
+        bench.add_arguments(p)
     args = p.parse_args(argv)
     args.baselines = {b for b in args.baselines.split(",") if b}
     if unknown := args.baselines - set(baselines):
@@ -97,10 +100,11 @@ def parse_args(op: str, doc: str, argv: list[str] | None, baselines: tuple[str, 
     return args
 
 
-def run(op: str, args: argparse.Namespace, make_inputs: Callable[..., dict],
-        candidates: Callable[[argparse.Namespace, dict], Candidates],
-        work: Callable[[argparse.Namespace, torch.dtype], Work]) -> int:
-    """Time every candidate of one op on the GPU, print the table, write the JSON; 1 without CUDA."""
+def main(bench: ModuleType, argv: list[str] | None = None) -> int:
+    """Time every candidate of one op's benchmark module (its ``make_inputs``, ``candidates`` and ``work``) on
+    the GPU, print the table, write the JSON; 1 without CUDA."""
+    args = parse_args(bench, argv)
+    op = bench.OP
     if not torch.cuda.is_available():
         print(f"{op}: no CUDA device; this benchmark times GPU kernels. The CPU correctness checks are "
               f"`pytest tests/kernels` (Triton interpreter against the fp64 references).", file=sys.stderr)
@@ -111,13 +115,13 @@ def run(op: str, args: argparse.Namespace, make_inputs: Callable[..., dict],
     gpu = detect_gpu(device_name)
     peak_bw, peak_flops = GPU_PEAKS.get(gpu, (None, None))
     dtype = torch_dtype(args.dtype)
-    amount = work(args, dtype)
+    amount = bench.work(args, dtype)
     peak = peak_flops if amount.unit == "TFLOP/s" else peak_bw
     print(f"device: {device_name} -> roofline {gpu or 'unknown (no % column)'}; dtype {args.dtype}; "
           f"N={args.n} V={args.v} TP={args.tp} (shard V/TP={args.shard}); entropy={args.entropy}")
-    inputs = make_inputs(args, dtype, device="cuda")
+    inputs = bench.make_inputs(args, dtype, device="cuda")
     rows: list[Row] = []
-    for impl, fn in candidates(args, inputs).items():
+    for impl, fn in bench.candidates(args, inputs).items():
         row = Row(op, impl, unit=amount.unit)
         try:
             row.fwd_ms = do_bench(lambda fn=fn: no_grad(fn), warmup=5, rep=50, return_mode="median")

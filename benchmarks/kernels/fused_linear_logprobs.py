@@ -16,7 +16,8 @@ import sys
 
 import torch
 
-from benchmarks.kernels.common import Candidates, Work, naive_logprobs, parse_args, run, total
+from benchmarks.kernels import common
+from benchmarks.kernels.common import Candidates, Work, naive_logprobs, total
 
 OP = "fused_linear_logprobs"
 BASELINES = ("naive", "torch", "liger")
@@ -72,13 +73,8 @@ def _liger_flce(x, temp) -> Candidates:
     return {"liger fused linear CE": lambda: loss(x["weight"], x["hidden"], x["targets"])}
 
 
-def parse(argv: list[str] | None = None):
-    return parse_args(OP, __doc__, argv, BASELINES, add_arguments)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    return run(OP, args, make_inputs, candidates, work)
+    return common.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

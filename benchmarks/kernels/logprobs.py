@@ -15,9 +15,11 @@ import sys
 
 import torch
 
-from benchmarks.kernels.common import Candidates, logits_traffic, naive_logprobs, parse_args, run, total
+from benchmarks.kernels import common
+from benchmarks.kernels.common import Candidates, naive_logprobs, total
 
 OP = "logprobs"
+work = common.logits_traffic  # GB/s over the logits shard
 BASELINES = ("naive", "torch", "megatron", "liger")
 
 
@@ -96,13 +98,8 @@ def _world_group():
     return dist.group.WORLD
 
 
-def parse(argv: list[str] | None = None):
-    return parse_args(OP, __doc__, argv, BASELINES)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-    return run(OP, args, make_inputs, candidates, logits_traffic)
+    return common.main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

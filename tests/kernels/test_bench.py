@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmarks.kernels import fused_linear_logprobs, grpo_loss, logprobs
-from benchmarks.kernels.common import detect_gpu, fwd_bwd
+from benchmarks.kernels.common import detect_gpu, fwd_bwd, parse_args
 
 OPS = {"logprobs": logprobs, "fused_linear_logprobs": fused_linear_logprobs, "grpo_loss": grpo_loss}
 
@@ -39,7 +39,7 @@ def test_benchmark_candidates_run_forward_and_backward(op):
             "--baselines", "naive,torch"]
     if op == "fused_linear_logprobs":
         argv += ["--h", "16", "--vocab-chunk", "20"]
-    args = module.parse(argv)
+    args = parse_args(module, argv)
     inputs = module.make_inputs(args, torch.float32, device="cpu")
     candidates = module.candidates(args, inputs)
     assert set(candidates) == {"srpo triton", "srpo torch (chunked)", "naive torch"}
