@@ -1,6 +1,6 @@
 """Run untrusted Python code: a bubblewrap sandbox with rlimits, an unprivileged uid and a seccomp filter.
 
-Model-written code is untrusted input on the training cluster; this module is the project's boundary for it.
+Model-written code is untrusted input on the training cluster; this package is the project's boundary for it.
 One *launch* runs one program against any number of tests::
 
     sandbox = Sandbox(SandboxLimits(cpu_seconds=2))
