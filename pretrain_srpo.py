@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(to_yaml(cfg), end="")
         return 0
     if args.dry_run:
-        from srpo_mcore.train.planner import run_dry_run
+        from srpo_mcore.planning.report import run_dry_run
 
         return run_dry_run(cfg, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
     from srpo_mcore.tasks.inputs import training_input_problems

@@ -46,15 +46,21 @@ class ParallelState:
 def relaunch_under_torchrun(module: str, argv: list[str], nproc: int) -> int:
     """Run ``python -m module argv`` again under ``torchrun`` with ``nproc`` local ranks (for CLIs that start
     their own ranks when invoked plainly); returns torchrun's exit code."""
-    import socket
     import subprocess
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_local_port()
     # "--" ends torchrun's own options: without it argparse reads the program's flags too, and one that abbreviates
     # a torchrun option (eval's --nproc vs --nproc-per-node) fails as ambiguous or is silently taken by torchrun.
     return subprocess.call(torchrun_argv(module, argv, nproc, port))
+
+
+def free_local_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a one-node rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def torchrun_argv(module: str, argv: list[str], nproc: int, port: int) -> list[str]:

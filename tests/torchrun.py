@@ -13,25 +13,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
+from srpo_mcore.distributed import free_local_port
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun_command(nproc: int, *args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-            "--master_addr=127.0.0.1", f"--master_port={free_port()}", *args]
+            "--master_addr=127.0.0.1", f"--master_port={free_local_port()}", *args]
 
 
 def _kill_tagged(tag: str) -> None:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from srpo_mcore.config.algorithm import AlgorithmConfig
-
 
 @dataclass(frozen=True)
 class GroupAdvantages:
@@ -86,21 +84,6 @@ def grpo_advantages(
         group_std=std.to(torch.float32),
         zero_advantage=(adv == 0).all(dim=1),
         equal_rewards=equal,
-    )
-
-
-def advantages_from_config(
-    rewards: torch.Tensor, truncated: torch.Tensor | None, config: AlgorithmConfig
-) -> GroupAdvantages:
-    """:func:`grpo_advantages` with the settings of an ``algorithm`` config section."""
-    if config.advantage_estimator != "grpo":
-        raise ValueError(f"unknown advantage estimator {config.advantage_estimator!r}")
-    return grpo_advantages(
-        rewards,
-        truncated,
-        normalize_by_std=config.normalize_advantage_by_std,
-        eps=config.advantage_eps,
-        zero_truncated=config.overlong_zero_advantage,
     )
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from srpo_mcore.config.base import check, check_choice, check_positive, option
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}  # parameter / engine dtypes: bytes per element
+DTYPES = tuple(DTYPE_BYTES)
 
 
 @dataclass

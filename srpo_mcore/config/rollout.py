@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from srpo_mcore.config.base import check, check_choice, check_positive, option
+from srpo_mcore.config.model import DTYPES
 
 
 @dataclass
@@ -16,7 +17,7 @@ class RolloutConfig:
     max_response_length: int = option(256, "Generation cap; responses cut here get zero advantage.")
     temperature: float = option(1.0, "Sampling temperature (log-probs are reported after it).")
     top_p: float = option(1.0, "Nucleus sampling (1.0 keeps the exact on-policy distribution).")
-    dtype: str = option("auto", "Engine dtype: auto (the trainer's params dtype), float32 or bfloat16.")
+    dtype: str = option("auto", "Engine dtype: auto (the trainer's params dtype), float32, bfloat16 or float16.")
     gpu_memory_utilization: float = option(0.5, "GPU: fraction of memory vLLM may take.")
     cpu_kv_cache_gib: float = option(
         1.0, "CPU build: KV-cache size in GiB per rank (passed as vLLM's kv_cache_memory_bytes, the modern form of "
@@ -50,7 +51,7 @@ class RolloutConfig:
         check(0.0 < self.top_p <= 1.0, f"{prefix}.top_p", f"must be in (0, 1], got {self.top_p}")
         check(0.0 < self.gpu_memory_utilization < 1.0, f"{prefix}.gpu_memory_utilization",
               f"must be in (0, 1), got {self.gpu_memory_utilization}")
-        check_choice(self.dtype, ("auto", "float32", "bfloat16", "float16"), f"{prefix}.dtype")
+        check_choice(self.dtype, ("auto", *DTYPES), f"{prefix}.dtype")
         check_choice(self.sleep_level, (1, 2), f"{prefix}.sleep_level")
         check_choice(self.sync_transport, ("auto", "shm", "collective"), f"{prefix}.sync_transport")
         check_positive(self.mismatch_alarm_floor, f"{prefix}.mismatch_alarm_floor", allow_zero=True)

@@ -1,7 +1,8 @@
 """Field mappings from the public dataset layouts to ``MathRecord`` / ``CodeRecord``.
 
-Each format is a function ``row -> Record`` that raises ``DataError(field=...)``; the loader adds file
-and row. ``detect_format`` recognises a row's layout by its keys.
+Each format is a converter ``(row, source, row number) -> Record`` that raises ``DataError(field=...)``; the
+loader adds file and row. The math layouts differ only in data (id fields, answer padding), so they are one
+table of :class:`MathLayout`; the code layouts each have a function. ``detect_format`` recognises a row's layout by its keys.
 
 | format        | layout (keys)                                          | example file                 |
 |---------------|--------------------------------------------------------|------------------------------|
@@ -26,6 +27,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from srpo_mcore.data.records import (
@@ -150,46 +152,37 @@ _STARTER_BLOCK = re.compile(r"```python\n(.*?)```\s*$", re.S)
 # --- math formats --------------------------------------------------------------------------------------------
 
 
-def from_aime(row: dict, source: str, index: int) -> MathRecord:
-    key = "-".join(str(row.get(k, "")) for k in ("year", "aime_number", "problem_number"))
-    return MathRecord(
-        id=f"{source}/{key}" if key.strip("-") else f"{source}/{index}",
-        problem=require_text(row, "problem"),
-        answer=_answer(row, strip_leading_zeros=True),
-        source=source,
-        meta=_meta(row, {"problem", "answer"}),
-    )
+@dataclass(frozen=True)
+class MathLayout:
+    """How one public math layout maps onto a :class:`MathRecord` (every math format is one of these)."""
+
+    id_fields: tuple[str, ...] = ()  # joined with "-" into the id; none given (or all empty): the row number
+    id_required: bool = False  # the id fields must be non-empty text (else an error naming the field)
+    strip_leading_zeros: bool = False  # AIME-style gold answers: "025" -> "25"
+    meta_skip: tuple[str, ...] = ()  # fields kept out of ``meta`` besides problem and answer
+
+    def __call__(self, row: dict, source: str, index: int) -> MathRecord:
+        if self.id_required:
+            record_id = f"{source}/" + "-".join(require_text(row, f) for f in self.id_fields)
+        else:
+            key = "-".join(str(row.get(f, "")) for f in self.id_fields)
+            record_id = f"{source}/{key}" if key.strip("-") else f"{source}/{index}"
+        return MathRecord(
+            id=record_id,
+            problem=require_text(row, "problem"),
+            answer=_answer(row, strip_leading_zeros=self.strip_leading_zeros),
+            source=source,
+            meta=_meta(row, {"problem", "answer", *self.meta_skip}),
+        )
 
 
-def from_amc(row: dict, source: str, index: int) -> MathRecord:
-    return MathRecord(
-        id=f"{source}/{index}",
-        problem=require_text(row, "problem"),
-        answer=_answer(row, strip_leading_zeros=True),
-        source=source,
-        meta=_meta(row, {"problem", "answer"}),
-    )
-
-
-def from_math500(row: dict, source: str, index: int) -> MathRecord:
-    return MathRecord(
-        id=f"{source}/{require_text(row, 'unique_id')}",
-        problem=require_text(row, "problem"),
-        answer=_answer(row),
-        source=source,
-        meta=_meta(row, {"problem", "answer", "unique_id"}),
-    )
-
-
-def from_problem_answer(row: dict, source: str, index: int) -> MathRecord:
-    """Plain ``{problem, answer}`` rows (also MATH train rows, whose ``type`` lands in ``meta``)."""
-    return MathRecord(
-        id=f"{source}/{index}",
-        problem=require_text(row, "problem"),
-        answer=_answer(row),
-        source=source,
-        meta=_meta(row, {"problem", "answer"}),
-    )
+MATH_LAYOUTS: dict[str, MathLayout] = {
+    "aime": MathLayout(id_fields=("year", "aime_number", "problem_number"), strip_leading_zeros=True),
+    "amc": MathLayout(strip_leading_zeros=True),
+    "math500": MathLayout(id_fields=("unique_id",), id_required=True, meta_skip=("unique_id",)),
+    "math_train": MathLayout(),  # MATH train rows: their ``type`` lands in ``meta``
+    "problem_answer": MathLayout(),
+}
 
 
 # --- code formats --------------------------------------------------------------------------------------------
@@ -235,27 +228,16 @@ def from_leetcode(row: dict, source: str, index: int) -> CodeRecord:
 
 def from_codeforces(row: dict, source: str, index: int) -> CodeRecord:
     problem = require_text(row, "problem")
-    tests = []
-    for i, item in enumerate(_test_list(row)):
-        if not isinstance(item, dict):
-            raise DataError(f"expected an object, got {type(item).__name__}", field=f"tests[{i}]")
-        tests.append(CodeTest("stdin", _io_text(item, "input", i), _io_text(item, "output", i)))
     return CodeRecord(
-        id=f"{source}/{index}", problem=problem, tests=tests, time_limit=_time_limit(problem), source=source
+        id=f"{source}/{index}", problem=problem, tests=_io_tests(row, typed=False), time_limit=_time_limit(problem),
+        source=source,
     )
 
 
 def from_livecodebench(row: dict, source: str, index: int) -> CodeRecord:
     problem = require_text(row, "problem")
     starter = require(row, "starter_code", str, optional=True) or ""
-    tests = []
-    for i, item in enumerate(_test_list(row)):
-        if not isinstance(item, dict):
-            raise DataError(f"expected an object, got {type(item).__name__}", field=f"tests[{i}]")
-        kind = item.get("testtype", "stdin")
-        if kind not in ("stdin", "functional"):
-            raise DataError(f"{kind!r} is not one of 'stdin', 'functional'", field=f"tests[{i}].testtype")
-        tests.append(CodeTest(kind, _io_text(item, "input", i), _io_text(item, "output", i)))
+    tests = _io_tests(row, typed=True)
     entry_point = entry_point_from_starter(starter)
     if entry_point is None and any(t.kind == "functional" for t in tests):
         raise DataError(
@@ -272,17 +254,27 @@ def from_livecodebench(row: dict, source: str, index: int) -> CodeRecord:
     )
 
 
+def _io_tests(row: dict, *, typed: bool) -> list[CodeTest]:
+    """``tests: [{input, output}]`` as stdin tests; ``typed``: each item's ``testtype`` (stdin or functional,
+    default stdin) is its kind."""
+    tests = []
+    for i, item in enumerate(_test_list(row)):
+        if not isinstance(item, dict):
+            raise DataError(f"expected an object, got {type(item).__name__}", field=f"tests[{i}]")
+        kind = item.get("testtype", "stdin") if typed else "stdin"
+        if kind not in ("stdin", "functional"):
+            raise DataError(f"{kind!r} is not one of 'stdin', 'functional'", field=f"tests[{i}].testtype")
+        tests.append(CodeTest(kind, _io_text(item, "input", i), _io_text(item, "output", i)))
+    return tests
+
+
 def from_record(row: dict, source: str, index: int) -> Record:
     return record_from_dict(row)
 
 
 FORMATS: dict[str, Converter] = {
     "record": from_record,
-    "aime": from_aime,
-    "amc": from_amc,
-    "math500": from_math500,
-    "math_train": from_problem_answer,
-    "problem_answer": from_problem_answer,
+    **MATH_LAYOUTS,
     "humaneval": from_humaneval,
     "leetcode": from_leetcode,
     "codeforces": from_codeforces,

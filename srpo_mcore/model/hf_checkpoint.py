@@ -16,9 +16,8 @@ import torch
 import torch.distributed as dist
 
 from srpo_mcore.config.model import ModelConfig
+from srpo_mcore.model.dtypes import torch_dtype
 from srpo_mcore.model.hf_layout import ParamMap, expected_hf_shape, param_map, to_hf_tensors, to_mcore_shard
-
-HF_DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class CheckpointError(ValueError):
@@ -213,7 +212,7 @@ def save_hf_checkpoint(model_chunk: torch.nn.Module, model: ModelConfig, out_dir
     pending: dict[str, dict[str, torch.Tensor]] = {}
 
     def flush(file: str) -> None:
-        tensors = {k: v.to(HF_DTYPE_NAMES[dtype]).contiguous() for k, v in pending.pop(file).items()}
+        tensors = {k: v.to(torch_dtype(dtype)).contiguous() for k, v in pending.pop(file).items()}
         tmp = out / (file + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, out / file)

@@ -15,11 +15,9 @@ import torch.nn.functional as F
 from srpo_mcore import platform
 from srpo_mcore.config.base import ConfigError
 from srpo_mcore.config.model import ModelConfig, ParallelConfig
+from srpo_mcore.model.dtypes import torch_dtype
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def transformer_engine_available() -> bool:
     if not platform.has_cuda():
@@ -44,7 +42,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig):
     """Megatron ``TransformerConfig`` for a Qwen2 decoder."""
     from megatron.core.transformer import TransformerConfig
 
-    dtype = DTYPES[model.params_dtype]
+    dtype = torch_dtype(model.params_dtype)
     impl = resolve_transformer_impl(model)
     if parallel.sequence_parallel and impl != "transformer_engine":
         raise ConfigError("parallel.sequence_parallel",

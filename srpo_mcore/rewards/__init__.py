@@ -3,7 +3,7 @@
 The trainer uses :class:`RewardManager` (``manager.py``); the pieces are usable on their own:
 ``math_answer`` (answer extraction), ``math_verify_pool`` (``MathVerifier``), ``format`` (format checks and
 the language-mix measure), ``code_reward`` (tests and output comparison), ``sandbox`` (``Sandbox``; also
-``python -m srpo_mcore.rewards.sandbox PROGRAM.py``) and ``bench`` (``python -m srpo_mcore.rewards.bench``).
+``python -m srpo_mcore.rewards.sandbox PROGRAM.py``); their throughput benchmark is ``python -m benchmarks.rewards``.
 
 Names are imported lazily, so that the math worker processes (``python -m
 srpo_mcore.rewards._math_worker``) do not import the rest.

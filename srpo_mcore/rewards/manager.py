@@ -26,7 +26,7 @@ from srpo_mcore.rewards.code_reward import CodeScore, score_code
 from srpo_mcore.rewards.format import format_ok, language_penalty
 from srpo_mcore.rewards.math_answer import extract_answer, normalize_gold
 from srpo_mcore.rewards.math_verify_pool import MathVerifier
-from srpo_mcore.rewards.sandbox import Sandbox, SandboxLimits
+from srpo_mcore.rewards.sandbox import Sandbox, limits_from_config
 
 logger = logging.getLogger(__name__)
 DOMAINS = ("math", "code")
@@ -54,14 +54,6 @@ class RewardResult:
     details: dict = field(default_factory=dict)
 
 
-def sandbox_limits(config: RewardConfig) -> SandboxLimits:
-    return SandboxLimits(cpu_seconds=config.sandbox_cpu_seconds, wall_seconds=config.sandbox_wall_seconds,
-                         total_wall_seconds=config.sandbox_total_wall_seconds, memory_mb=config.sandbox_memory_mb,
-                         output_bytes=config.sandbox_output_bytes, max_processes=config.sandbox_max_processes,
-                         file_size_mb=config.sandbox_file_size_mb, tmpfs_mb=config.sandbox_tmpfs_mb,
-                         wall_stretch=config.sandbox_wall_stretch)
-
-
 class RewardManager:
     """Scores batches of responses; holds the math workers and the sandboxes until :meth:`close`."""
 
@@ -79,7 +71,7 @@ class RewardManager:
             self.math = MathVerifier(c.math_workers, c.math_timeout_seconds, c.math_memory_mb, c.math_cache_size,
                                      c.math_max_answer_chars)
         if "code" in domains:
-            self.sandbox = Sandbox(sandbox_limits(c), backend=c.sandbox_backend, python=c.sandbox_python,
+            self.sandbox = Sandbox(limits_from_config(c), backend=c.sandbox_backend, python=c.sandbox_python,
                                    uid=c.sandbox_uid, fallback_uid_base=c.sandbox_fallback_uid_base,
                                    reuse=c.sandbox_reuse_launches)
             self._pool = ThreadPoolExecutor(c.code_workers, thread_name_prefix="code-reward")

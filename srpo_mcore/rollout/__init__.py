@@ -17,7 +17,7 @@ The only package that imports vLLM (lazily, inside the engine). One step, as the
 
 Modules: ``env`` (process environment, shared-memory hygiene), ``engine`` (vLLM external-launcher engine, prompt
 distribution, sampling records, shutdown), ``packed`` (engine outputs between ranks as packed tensors),
-``weight_sync`` (bucketed, timed-out sync with two transports), ``layout`` (shard -> HF scatter), ``guard``
-(stale-weight alarm), ``logprobs`` (Megatron per-token log-probs), ``bench_sync`` and ``bench_gather``
-(``torchrun ... -m srpo_mcore.rollout.bench_sync`` / ``bench_gather``).
+``weight_sync`` (bucketed, timed-out sync; its plan in ``weight_sync_plan``, its two transports in
+``weight_sync_transports``), ``layout`` (shard -> HF scatter), ``guard``
+(stale-weight alarm). Their benchmarks are ``benchmarks/weight_sync.py`` and ``benchmarks/rollout_gather.py``.
 """

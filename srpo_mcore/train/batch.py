@@ -68,15 +68,3 @@ def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]
             sample_index[row] = i
         batches.append(MicroBatch(input_ids, {"targets": targets, "sample_index": sample_index, **floats}))
     return batches
-
-
-def scatter_per_token(micro_batches: list[MicroBatch], values: list[torch.Tensor], num_samples: int
-                      ) -> list[list[float]]:
-    """Per-sample response-token values (e.g. log-probs ``[b, s]`` per micro-batch) back in sample order."""
-    out: list[list[float]] = [[] for _ in range(num_samples)]
-    for mb, value in zip(micro_batches, values):
-        mask = mb.extras["loss_mask"].bool()
-        for row, i in enumerate(mb.extras["sample_index"].tolist()):
-            if i >= 0:
-                out[i] = value[row][mask[row]].tolist()
-    return out

@@ -20,8 +20,9 @@ import torch.distributed as dist
 
 from srpo_mcore.config import SRPOConfig
 from srpo_mcore.distributed import ParallelState
+from srpo_mcore.model.dtypes import torch_dtype
 from srpo_mcore.model.forward import MicroBatch, forward_backward
-from srpo_mcore.model.qwen2 import DTYPES, build_model
+from srpo_mcore.model.qwen2 import build_model
 from srpo_mcore.train.optim import build_optimizer, wrap_ddp
 
 LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy", "kl_loss")
@@ -37,7 +38,7 @@ class Policy:
         self.chunk = build_model(cfg.model, cfg.parallel, pre_process=state.is_first_stage,
                                  post_process=state.is_last_stage)
         self.ddp = wrap_ddp(self.chunk, cfg.parallel)
-        self.optimizer = build_optimizer(self.ddp, cfg.optimizer, cfg.parallel, DTYPES[cfg.model.params_dtype])
+        self.optimizer = build_optimizer(self.ddp, cfg.optimizer, cfg.parallel, torch_dtype(cfg.model.params_dtype))
         self._logprobs = get_op("logprobs", cfg.train.kernel_backend)
         self._loss = get_op("grpo_loss", cfg.train.kernel_backend)
         alg = cfg.algorithm

@@ -5,7 +5,7 @@ import statistics
 import pytest
 import torch
 
-from srpo_mcore.algorithm.advantages import advantages_from_config, grpo_advantages, truncated_mask
+from srpo_mcore.algorithm.advantages import grpo_advantages, truncated_mask
 from srpo_mcore.config.algorithm import AlgorithmConfig
 
 SQRT3 = math.sqrt(3.0)
@@ -104,11 +104,14 @@ def test_truncated_mask_from_finish_reasons():
         truncated_mask(["stop", "length", "stop"], group_size=2)
 
 
-def test_from_config():
+def test_config_switches():
+    """The settings the trainer passes from the ``algorithm`` section (trainer.assign_advantages)."""
     rewards = torch.tensor([[2.0, 0.0]])
     truncated = torch.tensor([[True, False]])
-    raw = AlgorithmConfig(normalize_advantage_by_std=False, overlong_zero_advantage=False)
-    assert advantages_from_config(rewards, truncated, raw).advantages.tolist() == [[1.0, -1.0]]
-    default = advantages_from_config(rewards, truncated, AlgorithmConfig())
+    assert grpo_advantages(rewards, truncated, normalize_by_std=False, zero_truncated=False
+                           ).advantages.tolist() == [[1.0, -1.0]]
+    cfg = AlgorithmConfig()
+    default = grpo_advantages(rewards, truncated, normalize_by_std=cfg.normalize_advantage_by_std,
+                              eps=cfg.advantage_eps, zero_truncated=cfg.overlong_zero_advantage)
     assert default.advantages[0, 0].item() == 0.0
     assert default.advantages[0, 1].item() == pytest.approx(-1 / math.sqrt(2), rel=1e-5)

@@ -180,6 +180,24 @@ def test_answer_canonicalisation(tmp_path):
     _located(_error(bad), bad, 1, "answer")
 
 
+def test_math_layouts_ids_and_meta():
+    """Each math layout's id, answer padding and meta (the table in data/formats.py)."""
+    from srpo_mcore.data.formats import FORMATS
+
+    row = {"problem": "p", "answer": "007", "year": 2024, "aime_number": "II", "problem_number": 4}
+    aime = FORMATS["aime"](row, "aime", 9)
+    assert (aime.id, aime.answer, aime.meta) == ("aime/2024-II-4", "7", {"year": 2024, "aime_number": "II",
+                                                                        "problem_number": 4})
+    assert FORMATS["aime"]({"problem": "p", "answer": "1"}, "aime", 9).id == "aime/9"  # no id fields: row number
+    m500 = FORMATS["math500"]({"problem": "p", "answer": "007", "unique_id": "test/x.json"}, "math500", 2)
+    assert (m500.id, m500.answer, m500.meta) == ("math500/test/x.json", "007", {})  # no zero stripping
+    with pytest.raises(DataError) as err:
+        FORMATS["math500"]({"problem": "p", "answer": "1"}, "math500", 2)
+    assert err.value.field == "unique_id"
+    train = FORMATS["math_train"]({"problem": "p", "answer": "x", "type": "Algebra"}, "train_math", 5)
+    assert (train.id, train.meta) == ("train_math/5", {"type": "Algebra"})
+
+
 def test_code_formats_map_entry_points_and_limits(tmp_path):
     lcb = {
         "problem": "Return the sum.",

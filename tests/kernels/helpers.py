@@ -33,6 +33,14 @@ def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def gpu_bf16_case(n: int, shard: int = 19008, vocab_size: int = 18950, seed: int = 0):
+    """A CUDA generator and bf16 logits ``[n, shard]`` (a TP shard of the real 152k vocabulary, the last columns
+    padding) with targets in ``[0, vocab_size)``, for the bf16 tests that need a GPU."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    logits = (torch.randn(n, shard, device="cuda", generator=gen) * 3).bfloat16()
+    return gen, logits, torch.randint(0, vocab_size, (n,), device="cuda", generator=gen)
+
+
 def special_targets(n: int, vocab_size: int, padded: int, gen: torch.Generator, ignore_index: int = -100):
     """Random targets in ``[0, vocab_size)`` plus the edge cases every kernel test covers:
     ``ignore_index`` (rows 1 and n-2), a padded column (row 3, when there is padding), the last real

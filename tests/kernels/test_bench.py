@@ -1,45 +1,49 @@
-"""The benchmark CLI: on CPU it checks the kernels against the fp64 references and exits 0."""
-
-import json
+"""Smoke test of the per-op kernel benchmarks (benchmarks/kernels/): the closures they time run forward and
+backward on CPU and agree; without CUDA the command says where the correctness checks are and exits 1."""
 
 import pytest
 import torch
-from srpo_kernels.bench import detect_gpu, main
+
+from benchmarks.kernels import fused_linear_logprobs, grpo_loss, logprobs
+from benchmarks.kernels.common import detect_gpu, fwd_bwd, parse_args
+
+OPS = {"logprobs": logprobs, "fused_linear_logprobs": fused_linear_logprobs, "grpo_loss": grpo_loss}
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU mode of the benchmark")
-def test_cpu_mode_checks_correctness_and_writes_json(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    assert main(["--json", str(out)]) == 0
-    assert "Timings need a GPU" in capsys.readouterr().out
-    report = json.loads(out.read_text())
-    kernels = {row["kernel"] for row in report["correctness"]}
-    assert kernels == {"logprobs", "fused_linear_logprobs", "grpo_loss"}
-    assert all(row["passed"] and row["max_rel_err"] <= 1e-5 for row in report["correctness"])
-
-
-def test_gpu_detection_and_argument_errors():
+def test_gpu_detection():
     assert detect_gpu("NVIDIA H100 80GB HBM3") == "H100 SXM"
     assert detect_gpu("NVIDIA H100 PCIe") == "H100 PCIe"
     assert detect_gpu("NVIDIA H100 NVL") == "H100 NVL"
     assert detect_gpu("NVIDIA H200") == "H200"
     assert detect_gpu("NVIDIA A100-SXM4-80GB") is None
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_unknown_baseline_is_refused(op):
     with pytest.raises(SystemExit):
-        main(["--kernels", "softmax"])
+        OPS[op].main(["--baselines", "naive,softmax"])
 
 
-def test_benchmark_candidates_run_forward_and_backward():
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU message")
+def test_without_cuda_points_to_the_tests(capsys):
+    assert logprobs.main(["--n", "8"]) == 1
+    assert "pytest tests/kernels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_benchmark_candidates_run_forward_and_backward(op):
     """The closures the GPU benchmark times, run once on CPU at a tiny shape (Megatron/Liger left out:
     they need a process group / a GPU)."""
-    from srpo_kernels.bench import _candidates, _fwd_bwd, _make_inputs, parse_args
-
-    args = parse_args(["--n", "12", "--v", "96", "--tp", "2", "--h", "16", "--entropy", "--temperature", "0.9",
-                       "--block-v", "16", "--vocab-chunk", "20", "--baselines", "naive,torch"])
-    for kernel in args.kernels:
-        inputs = _make_inputs(kernel, args, 48, torch.float32, device="cpu")
-        candidates = _candidates(kernel, args, inputs)
-        assert {"srpo triton", "srpo torch (chunked)", "naive torch"} <= set(candidates)
-        results = {name: fn().item() for name, fn in candidates.items()}
-        assert max(results.values()) - min(results.values()) <= 1e-4 * max(map(abs, results.values())), results
-        for fn in candidates.values():
-            assert all(torch.isfinite(g).all() for g in _fwd_bwd(fn, inputs))
+    module = OPS[op]
+    argv = ["--n", "12", "--v", "96", "--tp", "2", "--entropy", "--temperature", "0.9", "--block-v", "16",
+            "--baselines", "naive,torch"]
+    if op == "fused_linear_logprobs":
+        argv += ["--h", "16", "--vocab-chunk", "20"]
+    args = parse_args(module, argv)
+    inputs = module.make_inputs(args, torch.float32, device="cpu")
+    candidates = module.candidates(args, inputs)
+    assert set(candidates) == {"srpo triton", "srpo torch (chunked)", "naive torch"}
+    results = {name: fn().item() for name, fn in candidates.items()}
+    assert max(results.values()) - min(results.values()) <= 1e-4 * max(map(abs, results.values())), results
+    for fn in candidates.values():
+        assert all(torch.isfinite(g).all() for g in fwd_bwd(fn, inputs))

@@ -15,7 +15,7 @@ from srpo_kernels.grpo_loss import grpo_loss, token_weights
 from srpo_kernels.grpo_loss_reference import GRPOLossConfig, grpo_loss_from_logprobs, reference_grpo_loss
 from srpo_kernels.logprobs_reference import reference_logprobs
 
-from tests.kernels.helpers import assert_rel_close, generator, special_targets
+from tests.kernels.helpers import assert_rel_close, generator, gpu_bf16_case, special_targets
 
 # ------------------------------------------------------------------------------ part 1: hand formulas
 
@@ -254,10 +254,8 @@ def test_bf16_logits_in_the_interpreter():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 Triton paths need a CUDA GPU")
 def test_bf16_on_gpu_matches_reference():
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    n, shard, vocab = 2048, 19008, 18950
-    logits = (torch.randn(n, shard, device="cuda", generator=gen) * 3).bfloat16()
-    targets = torch.randint(0, vocab, (n,), device="cuda", generator=gen)
+    n = 2048
+    gen, logits, targets = gpu_bf16_case(n)
     mask = torch.rand(n, device="cuda", generator=gen) > 0.3
     old = -torch.rand(n, device="cuda", generator=gen) * 5
     extras = dict(advantages=torch.randn(n, device="cuda", generator=gen), ref_logp=old - 0.1, rollout_logp=old)

@@ -11,7 +11,7 @@ import torch
 from srpo_kernels.logprobs import logprobs
 from srpo_kernels.logprobs_reference import reference_logprobs
 
-from tests.kernels.helpers import assert_rel_close, generator, special_targets
+from tests.kernels.helpers import assert_rel_close, generator, gpu_bf16_case, special_targets
 
 N, SHARD, VOCAB, BLOCK_V = 37, 80, 71, 32
 
@@ -68,29 +68,22 @@ def test_gradient_through_entropy_only():
     assert_rel_close(grads[0], grads[1], "grad via entropy")
 
 
-def test_fp16_logits_upcast_per_tile():
-    """fp16 logits: math in fp32 on the exact fp16 values; the gradient is rounded to fp16 once."""
-    logits, targets, g_logp, g_ent = make_case(seed=2, dtype=torch.float16)
-    kw = dict(vocab_size=VOCAB, temperature=0.9, compute_entropy=True)
+@pytest.mark.parametrize("dtype, seed, temperature, grad_rtol", [
+    (torch.float16, 2, 0.9, 1e-3),  # fp16 has 11 significant bits: the gradient is rounded to fp16 once
+    # The interpreter loads bf16 exactly and upcasts it, but truncates fp32 -> bf16 stores (a GPU rounds to
+    # nearest), so the gradient is checked to one bf16 ulp (2^-7).
+    (torch.bfloat16, 5, 0.7, 2**-7),
+])
+def test_half_precision_logits_upcast_per_tile(dtype, seed, temperature, grad_rtol):
+    """16-bit logits: math in fp32 on the exact 16-bit values, so log-probs match to fp32 accuracy."""
+    logits, targets, g_logp, g_ent = make_case(seed=seed, dtype=dtype)
+    kw = dict(vocab_size=VOCAB, temperature=temperature, compute_entropy=True)
     logp, ent, grad = run(logprobs, logits, targets, g_logp, g_ent, block_v=BLOCK_V, **kw)
     ref_logp, ref_ent, ref_grad = run(reference_logprobs, logits.double(), targets, g_logp, g_ent, **kw)
-    assert grad.dtype == torch.float16
+    assert grad.dtype == dtype
     assert_rel_close(logp, ref_logp, "logp")
     assert_rel_close(ent, ref_ent, "entropy")
-    assert_rel_close(grad, ref_grad, "grad", rtol=1e-3)  # fp16 has 11 significant bits
-
-
-def test_bf16_logits_in_the_interpreter():
-    """The interpreter loads bf16 exactly and upcasts it, so log-probs match to fp32 accuracy; it truncates
-    fp32 -> bf16 stores (a GPU rounds to nearest), so the gradient is checked to one bf16 ulp (2^-7)."""
-    logits, targets, g_logp, g_ent = make_case(seed=5, dtype=torch.bfloat16)
-    kw = dict(vocab_size=VOCAB, temperature=0.7, compute_entropy=True)
-    logp, ent, grad = run(logprobs, logits, targets, g_logp, g_ent, block_v=BLOCK_V, **kw)
-    ref_logp, ref_ent, ref_grad = run(reference_logprobs, logits.double(), targets, g_logp, g_ent, **kw)
-    assert grad.dtype == torch.bfloat16
-    assert_rel_close(logp, ref_logp, "logp")
-    assert_rel_close(ent, ref_ent, "entropy")
-    assert_rel_close(grad, ref_grad, "grad", rtol=2**-7)
+    assert_rel_close(grad, ref_grad, "grad", rtol=grad_rtol)
 
 
 def test_leading_dims_and_a_detectably_wrong_temperature():
@@ -130,10 +123,8 @@ def test_invalid_arguments_raise():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 Triton paths need a CUDA GPU")
 def test_bf16_on_gpu_matches_reference():
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    n, shard, vocab = 1000, 19008, 18950
-    logits = (torch.randn(n, shard, device="cuda", generator=gen) * 3).bfloat16()
-    targets = torch.randint(0, vocab, (n,), device="cuda", generator=gen)
+    n, vocab = 1000, 18950
+    gen, logits, targets = gpu_bf16_case(n, vocab_size=vocab)
     targets[::7] = -100
     g_logp, g_ent = torch.randn(n, device="cuda", generator=gen), torch.randn(n, device="cuda", generator=gen)
     kw = dict(vocab_size=vocab, temperature=0.7, compute_entropy=True)

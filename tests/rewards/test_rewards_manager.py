@@ -104,7 +104,7 @@ def test_config_fields_are_documented():
 
 
 def test_bench_smoke(tmp_path, bwrap_available, shared_data):
-    from srpo_mcore.rewards import bench
+    from benchmarks import rewards as bench
 
     out = tmp_path / "bench.json"
     assert bench.main(["--json", str(out), "--workers", "1", "--math-problems", "10", "--programs", "8"]) == 0
@@ -112,3 +112,15 @@ def test_bench_smoke(tmp_path, bwrap_available, shared_data):
     assert results["math"]["responses"] == 40 and 0.4 <= results["math"]["pool_full_pipeline_correct_fraction"] <= 0.6
     assert results["math"]["pool_full_pipeline_per_cpu_second"] > 0
     assert results["sandbox"]["sandbox_warm_per_s"] > 0 and results["sandbox"]["bare_per_s"] > 0
+
+
+def test_every_sandbox_limit_comes_from_its_config_field():
+    """``limits_from_config`` (used by the manager and the sandbox CLI) reads ``rewards.sandbox_<limit>`` for
+    every limit: a field it skipped would silently keep the SandboxLimits default."""
+    from srpo_mcore.rewards.sandbox import SandboxLimits, limits_from_config
+
+    defaults = RewardConfig()
+    changed = {f"sandbox_{f.name}": getattr(defaults, f"sandbox_{f.name}") * 2 + 1
+               for f in dataclasses.fields(SandboxLimits)}
+    limits = limits_from_config(dataclasses.replace(defaults, **changed))
+    assert {f"sandbox_{k}": v for k, v in dataclasses.asdict(limits).items()} == changed

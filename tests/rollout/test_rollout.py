@@ -22,7 +22,8 @@ def _launch(layout, nproc, hf_dir, tmp_path_factory, *extra):
     work = tmp_path_factory.mktemp(f"rollout_{layout}")
     out = work / "findings.json"
     run_torchrun(WORKER, nproc, "--layout", layout, "--hf", str(hf_dir), "--run-dir", str(work / "run"),
-                 "--out", str(out), *extra, timeout=600)
+                 "--out", str(out), *extra, timeout=600,
+                 env={"PYTHONPATH": str(REPO_ROOT)})  # the worker imports tests.rollout.megatron_logprobs
     return json.loads(out.read_text())
 
 

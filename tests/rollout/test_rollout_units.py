@@ -21,9 +21,9 @@ from srpo_mcore.rollout.engine import (
 from srpo_mcore.rollout.env import cpu_bind_for_local_rank
 from srpo_mcore.rollout.guard import MismatchGuard, StaleWeightsError
 from srpo_mcore.rollout.layout import scatter_shard
-from srpo_mcore.rollout.logprobs import vocab_parallel_logprobs
 from srpo_mcore.rollout.packed import RaggedRows
-from srpo_mcore.rollout.weight_sync import ParamSlot, plan_buckets, vllm_layer_of
+from srpo_mcore.rollout.weight_sync_plan import ParamSlot, plan_buckets, vllm_layer_of
+from tests.rollout.megatron_logprobs import vocab_parallel_logprobs
 from tests.torchrun import REPO_ROOT, run_torchrun
 
 MODEL = ModelConfig(num_layers=2, hidden_size=64, ffn_hidden_size=96, num_attention_heads=8, num_query_groups=4,
@@ -235,7 +235,7 @@ def test_packed_gather_between_engines(tmp_path):
 def test_gather_benchmark_runs_both_methods(tmp_path):
     # The benchmark itself exits non-zero if the two gathers disagree.
     out = tmp_path / "bench.json"
-    run_torchrun(REPO_ROOT / "srpo_mcore/rollout/bench_gather.py", 2, "--samples", "6", "--tokens", "16",
+    run_torchrun(REPO_ROOT / "benchmarks/rollout_gather.py", 2, "--samples", "6", "--tokens", "16",
                  "--repeats", "1", "--out", str(out), timeout=300)
     rows = json.loads(out.read_text())["rows"]
     assert [(r["method"], r["rollout_tp"]) for r in rows] == [("object", 1), ("packed", 1), ("object", 2),

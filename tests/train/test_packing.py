@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import srpo_mcore
-from srpo_mcore.train import bench_packing
+from benchmarks import packing as bench_packing
 from srpo_mcore.train.packing import plan_micro_batches
 
 BACKENDS = ["native", "reference"]

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from srpo_mcore.config import load_config
-from srpo_mcore.train.planner import (
+from srpo_mcore.planning.__main__ import main
+from srpo_mcore.planning.memory import (
     GIB,
     count_parameters,
     layer_activation_bytes_per_token,
-    main,
     plan_memory,
-    run_dry_run,
     stage_parameters,
 )
+from srpo_mcore.planning.report import run_dry_run
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = [("srpo/qwen2.5-32b-4x8.yaml", 4), ("srpo/qwen2.5-32b-8x8.yaml", 8), ("srpo/qwen2.5-7b-1x8.yaml", 1),

@@ -36,9 +36,9 @@ from srpo_mcore.model.qwen2 import build_model  # noqa: E402
 from srpo_mcore.rollout.engine import RolloutEngine, SamplingOptions, shutdown_job  # noqa: E402
 from srpo_mcore.rollout.env import _mapped_shm_names, configure_vllm_environment  # noqa: E402
 from srpo_mcore.rollout.guard import MismatchGuard, StaleWeightsError  # noqa: E402
-from srpo_mcore.rollout.logprobs import megatron_logprobs  # noqa: E402
 from srpo_mcore.rollout.weight_sync import WeightSync, WeightSyncError  # noqa: E402
 from srpo_mcore.train.optim import build_optimizer, wrap_ddp  # noqa: E402
+from tests.rollout.megatron_logprobs import megatron_logprobs  # noqa: E402
 
 RESULTS: dict = {}
 STOP_IDS = tuple(range(3, 23))  # ~10% of the vocabulary: some samples stop, some hit max_tokens

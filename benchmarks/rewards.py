@@ -1,6 +1,6 @@
 """Reward throughput: math verifications/s and sandboxed programs/s next to bare subprocess runs.
 
-    python -m srpo_mcore.rewards.bench [--json PATH] [--workers 2] [--math-problems 300] [--programs 200]
+    python -m benchmarks.rewards [--json PATH] [--workers 2] [--math-problems 300] [--programs 200]
 
 Math: typical responses built from the shared data's gold answers (MATH-500, AIME 2024, AMC): per problem a
 reasoning text ending in ``\\boxed{}`` with the gold answer, an equivalent rewrite of it, and two wrong
@@ -201,7 +201,7 @@ def _table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m srpo_mcore.rewards.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.rewards", description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", help="also write the results as JSON here")
     ap.add_argument("--workers", type=int, default=2, help="math processes and sandbox threads")
     ap.add_argument("--math-problems", type=int, default=300, help="gold answers used (4 responses each)")

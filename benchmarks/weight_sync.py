@@ -1,6 +1,6 @@
 """Weight-sync benchmark: Megatron (trainer TP) -> vLLM (rollout TP), against plain copies of the same bytes.
 
-    torchrun --nproc_per_node=2 -m srpo_mcore.rollout.bench_sync \
+    torchrun --nproc_per_node=2 -m benchmarks.weight_sync \
         [--model configs/models/qwen2.5-0.5b.yaml] [--dtype bfloat16] [--rollout-tp 2 1] [--repeats 3]
 
 A Qwen2.5-shaped model with random weights is built at trainer TP = world size (PP 1). For each rollout TP, one
@@ -32,8 +32,6 @@ import torch
 import torch.distributed as dist
 
 from srpo_mcore.platform import configure_process_environment
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def _timed(fn, repeats: int) -> list[float]:
@@ -90,18 +88,19 @@ def vllm_reload_seconds(sync, engine, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="configs/models/qwen2.5-0.5b.yaml")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    ap.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     ap.add_argument("--rollout-tp", type=int, nargs="+", default=[2, 1])
     ap.add_argument("--transports", nargs="+", default=["shm", "collective"], choices=["shm", "collective"])
     ap.add_argument("--bucket-mb", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--run-dir", default="runs/bench_sync")
-    ap.add_argument("--out", default=None, help="JSON path (default: <run-dir>/bench_sync.json)")
+    ap.add_argument("--run-dir", default="runs/benchmarks/weight_sync")
+    ap.add_argument("--out", default=None, help="JSON path (default: <run-dir>/weight_sync.json)")
     args = ap.parse_args()
 
     configure_process_environment()
     from srpo_mcore.config import load_config
     from srpo_mcore.distributed import init_model_parallel, init_process_group
+    from srpo_mcore.model.dtypes import torch_dtype
     from srpo_mcore.model.qwen2 import build_model
     from srpo_mcore.rollout.engine import RolloutEngine, shutdown_job
     from srpo_mcore.rollout.env import configure_vllm_environment
@@ -115,7 +114,7 @@ def main() -> None:
                  "rollout.max_response_length=64", "rollout.cpu_kv_cache_gib=0.25",
                  f"rollout.sync_bucket_mb={args.bucket_mb}", "train.max_tokens_per_micro_batch=4096"]
     cfg = load_config(args.model, overrides)
-    dtype = DTYPES[args.dtype]
+    dtype = torch_dtype(args.dtype)
     state = init_model_parallel(world, 1, seed=0)
     t = time.perf_counter()
     model = build_model(cfg.model, cfg.parallel, pre_process=True, post_process=True)
@@ -161,7 +160,7 @@ def main() -> None:
                   f"{r['sync_s']:7.2f} {r['sync_fetch_s']:7.2f} {r['sync_load_s']:7.2f} {r['sync_gb_s']:9.2f} "
                   f"{r['copy_gb_s']:9.2f} {r['ratio_to_copy']:6.2f} {r['vllm_reload_gb_s']:11.2f} "
                   f"{r['ratio_to_vllm_reload']:8.2f}")
-        out = Path(args.out or Path(args.run_dir) / "bench_sync.json")
+        out = Path(args.out or Path(args.run_dir) / "weight_sync.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model": cfg.model.name, "world_size": world, "rows": rows}, indent=2))
         print(f"wrote {out}")

@@ -1,4 +1,4 @@
-"""Benchmark of micro-batch planning: ``python -m srpo_mcore.train.bench_packing [--json PATH]``.
+"""Benchmark of micro-batch planning: ``python -m benchmarks.packing [--json PATH]``.
 
 Plans sequence lengths drawn uniformly from [min_length, max_length] over DP ranks x micro-batches with the
 native planner at full size, then compares native and pure-Python reference (the same algorithm, the

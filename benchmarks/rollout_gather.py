@@ -1,7 +1,7 @@
 """Benchmark: gathering every engine's rollouts to every rank, packed tensors (packed.py) vs pickled objects.
 
-    torchrun --nproc_per_node=2 -m srpo_mcore.rollout.bench_gather [--samples 1024] [--tokens 2048]
-        [--rollout-tp 1 2] [--repeats 3] [--out bench_gather.json]
+    torchrun --nproc_per_node=2 -m benchmarks.rollout_gather [--samples 1024] [--tokens 2048]
+        [--rollout-tp 1 2] [--repeats 3] [--out rollout_gather.json]
 
 Each engine holds ``--samples`` synthetic rollouts as vLLM hands them over (per sample, a list of token ids and
 a list of float32 log-probs; response length uniform in [tokens/2, tokens], ids in Qwen2.5's vocabulary). Two

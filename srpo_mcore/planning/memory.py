@@ -1,7 +1,9 @@
 """Dry-run memory planner: does a config fit ``nodes x gpus_per_node`` GPUs, and with what per-GPU budget?
 
     python pretrain_srpo.py --config configs/srpo/qwen2.5-32b-4x8.yaml --dry-run --nodes 4 --gpus-per-node 8
-    python -m srpo_mcore.train.planner --config ... --nodes 4 --gpus-per-node 8 [--json] [--gpu-memory-gib 80]
+    python -m srpo_mcore.planning --config ... --nodes 4 --gpus-per-node 8 [--json] [--gpu-memory-gib 80]
+
+This module computes the plan; ``report.py`` prints it (``run_dry_run``), ``__main__.py`` is the CLI.
 
 Nothing is allocated; no GPU, Megatron or vLLM is needed. Exit codes: 0 the plan fits, 1 it cannot fit
 (the reason and what to change are printed), 2 the layout is invalid for this world size.
@@ -48,22 +50,17 @@ Per-GPU formulas (bytes; ``P`` = parameters on this rank, ``T`` = train.max_toke
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import sys
 from dataclasses import dataclass, field
-from typing import TextIO
 
 from srpo_mcore.config import ConfigError, SRPOConfig, validate_world_size
-from srpo_mcore.config.model import ModelConfig
+from srpo_mcore.config.model import DTYPE_BYTES, ModelConfig
 
 GIB = 1024**3
 MIB = 1024**2
 # An H100 SXM 80GB reports 81,559 MiB of device memory (nvidia-smi, torch.cuda.mem_get_info).
 H100_80GB_BYTES = 81_559 * MIB
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INVALID_LAYOUT = 0, 1, 2
 ROW_ORDER = ("trainer weights", "grad buffer (fp32)", "optimizer state", "activations", "logits", "vLLM weights",
@@ -384,120 +381,6 @@ def _judge(plan: MemoryPlan, cfg: SRPOConfig, budget: int) -> None:
         plan.warnings.append(f"trainer TP={par.tensor_model_parallel_size} spans nodes: keep TP within NVLink")
 
 
-# ----------------------------------------------------------------------------------------------- printing
-
-
 def _gib(n: float) -> str:
+    """Bytes as GiB with one decimal (the unit of every message and table row)."""
     return f"{n / GIB:.1f}"
-
-
-def format_plan(plan: MemoryPlan, cfg: SRPOConfig) -> str:
-    par, tr, ro, opt, ws = cfg.parallel, cfg.train, cfg.rollout, plan.options, plan.worst_stage
-    recompute = par.recompute_granularity + (f" ({par.recompute_num_layers} layer/chunk)"
-                                             if par.recompute_granularity == "full" else "")
-    lines = [
-        f"SRPO dry run: {plan.model} ({plan.total_params / 1e9:.2f} B parameters) on {plan.nodes} node(s) x "
-        f"{plan.gpus_per_node} GPUs = {plan.world_size} ranks, {_gib(plan.gpu_memory_bytes)} GiB per GPU",
-        f"trainer: TP={plan.tp} PP={plan.pp} DP={plan.dp}; sequence parallel {_on(par.sequence_parallel)}, "
-        f"distributed optimizer {_on(par.use_distributed_optimizer)}, recompute {recompute}, "
-        f"{cfg.model.params_dtype} params",
-        f"  {ws.params / 1e9:.2f} B parameters per GPU (stage {ws.stage}, the highest peak); micro-batch "
-        f"{tr.max_tokens_per_micro_batch} tokens, {plan.micro_batches_per_update} micro-batches per update at full "
-        f"length, {ws.inflight} in flight",
-        f"rollout: vLLM TP={plan.rollout_tp} x {plan.rollout_dp} engines; {tr.prompts_per_step} prompts x "
-        f"{tr.samples_per_prompt} samples, {plan.sequence_tokens} tokens max each ({ro.max_prompt_length} prompt + "
-        f"{ro.max_response_length} response); gpu_memory_utilization {ro.gpu_memory_utilization}",
-        "",
-        f"{'per GPU [GiB]' + (f', PP stage {ws.stage} (0-based)' if plan.pp > 1 else ''):<36}{'train':>9}{'sync':>9}"
-        f"{'rollout':>9}",
-    ]
-    for row in ROW_ORDER:
-        cells = [plan.phases[p].get(row) for p in plan.phases]
-        if not any(cells):
-            continue
-        label = {"logits": "logits (fused kernel)" if opt.fused_logprobs else "logits (unfused fp32)",
-                 "optimizer state": "optimizer state" + (f" (/DP={plan.dp})" if par.use_distributed_optimizer else
-                                                         "")}.get(row, row)
-        lines.append(f"  {label:<34}" + "".join(f"{_gib(c) if c else '-':>9}" for c in cells))
-    lines.append(f"  {'total':<34}" + "".join(f"{_gib(plan.phase_total(p)):>9}" for p in plan.phases))
-    lines.append(f"  {'free':<34}" + "".join(f"{_gib(plan.gpu_memory_bytes - plan.phase_total(p)):>9}"
-                                            for p in plan.phases))
-    last = plan.last_stage
-    counted, other = (last.logits_fused, last.logits_unfused) if opt.fused_logprobs else (last.logits_unfused,
-                                                                                         last.logits_fused)
-    lines.append(f"  logits on the last stage: {_gib(counted)} GiB counted; "
-                 f"{'unfused fp32' if opt.fused_logprobs else 'fused kernel'} would be {_gib(other)} GiB")
-    if plan.pp > 1:
-        lines.append("  train phase by stage: " + ", ".join(
-            f"stage {s}: {_gib(b)} GiB" for s, b in plan.stage_train_bytes.items()))
-    lines += [
-        "",
-        f"KV cache: {plan.kv_bytes_per_token / 1024:.1f} KiB per token per GPU; {_gib(max(0, plan.kv_bytes_available))} "
-        f"GiB holds {plan.concurrent_sequences} full-length sequences at once; the step needs "
-        f"{plan.sequences_per_engine} per engine ({_gib(plan.kv_bytes_needed)} GiB at full length, "
-        f"{plan.waves} wave(s))",
-        f"assumed: vLLM {f'sleeps (level {ro.sleep_level})' if ro.enable_sleep_mode else 'never sleeps'} during "
-        f"training; trainer grads + optimizer {'offloaded' if opt.offload_trainer_during_rollout else 'resident'} "
-        f"during rollouts; runtime overhead {_gib(opt.runtime_overhead_bytes)} GiB per GPU",
-    ]
-    if ro.enable_sleep_mode and ro.sleep_level == 1:
-        host = plan.phases["rollout"]["vLLM weights"] * plan.gpus_per_node
-        lines.append(f"sleep level 1 parks vLLM's weights in host memory: {_gib(host)} GiB per node")
-    lines += [f"warning: {w}" for w in plan.warnings]
-    if plan.fits:
-        lines.append(f"OK: peak {_gib(plan.peak_bytes)} of {_gib(plan.gpu_memory_bytes)} GiB per GPU "
-                     f"({plan.peak_phase} phase)")
-    else:
-        lines += [f"DOES NOT FIT: {p}" for p in plan.problems]
-    return "\n".join(lines)
-
-
-def _on(flag: bool) -> str:
-    return "on" if flag else "off"
-
-
-def run_dry_run(cfg: SRPOConfig, nodes: int, gpus_per_node: int, *, options: PlannerOptions | None = None,
-                as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Print the plan (table or JSON); return 0 (fits), 1 (does not fit) or 2 (invalid layout)."""
-    out, err = out or sys.stdout, err or sys.stderr
-    try:
-        plan = plan_memory(cfg, nodes, gpus_per_node, options)
-    except ConfigError as e:
-        print(f"error: invalid layout for {nodes} node(s) x {gpus_per_node} GPUs: {e}", file=err)
-        return EXIT_INVALID_LAYOUT
-    if as_json:
-        print(json.dumps(plan.to_dict(), indent=2), file=out)
-    else:
-        print(format_plan(plan, cfg), file=out)
-    if not plan.fits:
-        for problem in plan.problems:
-            print(f"error: does not fit: {problem}", file=err)
-        return EXIT_DOES_NOT_FIT
-    return EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    from srpo_mcore.config import load_config
-
-    ap = argparse.ArgumentParser(description="SRPO dry-run memory planner (see the module docstring).")
-    ap.add_argument("--config", required=True)
-    ap.add_argument("overrides", nargs="*", help="config overrides, e.g. rollout.gpu_memory_utilization=0.4")
-    ap.add_argument("--nodes", type=int, default=1)
-    ap.add_argument("--gpus-per-node", type=int, default=8)
-    ap.add_argument("--gpu-memory-gib", type=float, default=H100_80GB_BYTES / GIB)
-    ap.add_argument("--unfused-logprobs", action="store_true", help="count the unfused fp32 log-softmax")
-    ap.add_argument("--offload-trainer", action="store_true", help="grads + optimizer on CPU during rollouts")
-    ap.add_argument("--json", action="store_true", help="print the plan as JSON")
-    args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"error: {args.config}: {e}", file=sys.stderr)
-        return EXIT_INVALID_LAYOUT
-    options = PlannerOptions(gpu_memory_bytes=int(args.gpu_memory_gib * GIB), fused_logprobs=not args.unfused_logprobs,
-                             offload_trainer_during_rollout=args.offload_trainer)
-    return run_dry_run(cfg, args.nodes, args.gpus_per_node, options=options, as_json=args.json)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
-"""The trainer's per-token log-probs from the (TP/PP-sharded) Megatron model, to compare with vLLM's.
+"""Test helper: per-token log-probs from the (TP/PP-sharded) Megatron model, to compare with vLLM's.
 
-A plain-PyTorch, forward-only version: the last PP stage's vocab-parallel logits ``[b, s, padded_vocab / TP]`` go
+An independent, plain-PyTorch, forward-only reference: the last PP stage's vocab-parallel logits ``[b, s, padded_vocab / TP]`` go
 through a log-softmax reduced over the TP group, with the padded vocabulary columns (``>= vocab_size``) left out,
-exactly as vLLM sees the real vocabulary only. The fused, differentiable kernel lives in ``kernels/``; the trainer
-uses that one, this one backs the rollout checks (stale-weight guard, sync tests).
+exactly as vLLM sees the real vocabulary only. The trainer (and so the stale-weight guard) uses the fused kernel in
+``kernels/``; this one backs the rollout tests' parity checks (vLLM vs Megatron after a weight sync).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The sandbox supervisor: runs untrusted Python code test by test and reports raw facts.
 
-Standard library only. The host (``srpo_mcore/rewards/sandbox.py``) starts it as ``python -I -S -c <this
-source>``: inside bubblewrap it is PID 1 of the sandbox's PID namespace; in the degraded fallback (no user
-namespaces) it runs on the host. It reads one ``marshal`` spec from stdin, runs every test in a forked child
+Standard library only, and one file on purpose (~650 lines: child set-up, the test harness, process control and
+the serve loop): it runs where the project is not importable, so the host (``supervisor.py``) ships this one
+source, compiled by the sandbox's interpreter, and starts it with ``python -I -S``: inside bubblewrap it is PID 1
+of the sandbox's PID namespace; in the degraded fallback (no user namespaces) it runs on the host. It reads one ``marshal`` spec from stdin, runs every test in a forked child
 (the warm interpreter is reused: no second interpreter start-up), and writes one ``marshal`` report to stdout.
 
 Trust boundary: this process never executes the untrusted program; only its children do, after they have
