@@ -130,5 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return relaunch_under_torchrun("srpo_mcore.eval", argv, nproc)
     from srpo_mcore.eval.runner import run
+    from srpo_mcore.rollout.env import configure_vllm_environment
 
+    configure_vllm_environment(plan.out)
     return run(plan)

@@ -47,10 +47,16 @@ def comparable(record):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(arith_base, tmp_path_factory):
+def run_a(arith_base, tmp_path_factory):
+    """The uninterrupted run: its directory and what its console showed (stdout + stderr of torchrun)."""
     run_dir = tmp_path_factory.mktemp("run_a")
-    srpo(run_dir, arith_base, 2, *RUN_A)
-    return run_dir
+    proc = srpo(run_dir, arith_base, 2, *RUN_A)
+    return run_dir, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(run_a):
+    return run_a[0]
 
 
 def test_short_run_trains_and_leaves_artifacts(uninterrupted):
@@ -83,7 +89,7 @@ def test_short_run_trains_and_leaves_artifacts(uninterrupted):
 
 def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base, tmp_path):
     run_dir = tmp_path / "run_b"
-    crashed = srpo(run_dir, arith_base, 2, *RUN_A, env={"SRPO_FAULT_INJECT_KILL_AT_STEP": "3"}, check=False)
+    crashed = srpo(run_dir, arith_base, 2, *RUN_A, "debug.kill_rank0_at_step=3", check=False)
     assert crashed.returncode != 0
     assert "fault injection: killing rank 0 in the middle of step 3" in (run_dir / "logs/rank00000.log").read_text(), \
         crashed.stderr[-20000:]
