@@ -107,9 +107,9 @@ def test_console_shows_this_projects_lines_only(run_a):
     assert len(lines) < 40, "\n".join(lines)  # a handful of lines for a 4-step run
     assert "\r" not in console  # no progress bar written into a redirected console
     # ... and the notices are not lost: they are in the per-rank log files.
-    for rank in (0, 1):
-        logged = (run_dir / f"logs/rank{rank:05d}.log").read_text()
-        assert "GPTModel IS DEPRECATED" in logged and "Apex is not installed" in logged
+    logged = [(run_dir / f"logs/rank{rank:05d}.log").read_text() for rank in (0, 1)]
+    assert all("Apex is not installed" in text for text in logged)  # a Python warning, on every rank
+    assert "GPTModel IS DEPRECATED" in logged[0]  # Megatron logs it on rank 0 only
 
 
 def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base, tmp_path):
