@@ -1,15 +1,19 @@
-"""SRPO training entry point. Start it with torchrun:
+"""SRPO training entry point. It starts its own ranks with torchrun unless started under torchrun:
 
+    python pretrain_srpo.py --config configs/quickstart.yaml [--nproc 2] [key.sub=value ...]
     torchrun --nproc_per_node=2 pretrain_srpo.py --config configs/quickstart.yaml [key.sub=value ...]
     python pretrain_srpo.py --config configs/X.yaml --print-config
     python pretrain_srpo.py --config configs/X.yaml --dry-run --nodes 4 --gpus-per-node 8
 
-Parse, build, run, close: everything else lives in srpo_mcore/.
+Parse, check, set the process environment, run: everything else lives in srpo_mcore/. The config, the input files
+and every data row are checked here, before any rank builds anything; a problem is one ``error: ...`` line and
+exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -18,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="YAML config (see configs/)")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. train.steps=3")
+    ap.add_argument("--nproc", type=int, help="ranks to start when not under torchrun (default: the smallest "
+                    "world that holds TP x PP and the rollout TP)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--dry-run", action="store_true",
                     help="validate against --nodes x --gpus-per-node and print a per-GPU memory plan; no GPU used")
@@ -27,12 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     from srpo_mcore.platform import configure_process_environment
 
     configure_process_environment()
     import srpo_mcore.data  # noqa: F401  (registers the data section's name checks: file types, formats, templates)
-    from srpo_mcore.config import ConfigError, load_config, to_yaml
+    from srpo_mcore.config import ConfigError, load_config, to_yaml, validate_world_size
 
     try:
         cfg = load_config(args.config, args.overrides)
@@ -46,15 +53,34 @@ def main(argv: list[str] | None = None) -> int:
         from srpo_mcore.planning.report import run_dry_run
 
         return run_dry_run(cfg, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
-    from srpo_mcore.tasks.inputs import training_input_problems
+    under_torchrun = "WORLD_SIZE" in os.environ
+    nproc = int(os.environ["WORLD_SIZE"]) if under_torchrun else args.nproc or default_world_size(cfg)
+    from srpo_mcore.tasks.inputs import training_data_problems, training_input_problems
 
-    if problems := training_input_problems(cfg):  # before any rank builds anything; rank 0 speaks for all
+    try:
+        validate_world_size(cfg, nproc)
+    except ConfigError as e:
+        problems = [f"{e} ({nproc} ranks)"]
+    else:  # before any rank builds anything; rank 0 speaks for all
+        problems = training_input_problems(cfg) or training_data_problems(cfg)
+    if problems:
         if os.environ.get("RANK", "0") == "0":
             print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return 2
+    if not under_torchrun:
+        from srpo_mcore.distributed import relaunch_under_torchrun
+
+        return relaunch_under_torchrun(__file__, argv, nproc)
+    from srpo_mcore.rollout.env import configure_vllm_environment
     from srpo_mcore.train.trainer import run_training
 
+    configure_vllm_environment(cfg.train.run_dir)
     return run_training(cfg)
+
+
+def default_world_size(cfg) -> int:
+    return math.lcm(cfg.parallel.tensor_model_parallel_size * cfg.parallel.pipeline_model_parallel_size,
+                    cfg.rollout.tensor_parallel_size)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ fi
 
 echo "== [3/3] SRPO on 2 CPU ranks (trainer TP2, vLLM TP2)"
 start=$(date +%s)
-torchrun 29512 pretrain_srpo.py --config configs/quickstart.yaml "train.run_dir=$RUN_DIR" \
+# pretrain_srpo.py checks the config, files and data rows, then starts its 2 ranks under torchrun itself
+$PY pretrain_srpo.py --nproc 2 --config configs/quickstart.yaml "train.run_dir=$RUN_DIR" \
   "train.init_checkpoint=$RUN_DIR/base" "data.math_train_files=[$RUN_DIR/data/train.jsonl]" \
   "data.code_train_files=[$RUN_DIR/data/code_train.jsonl]" \
   "data.eval_files=[$RUN_DIR/data/heldout.jsonl,$RUN_DIR/data/code_heldout.jsonl]" "$@"

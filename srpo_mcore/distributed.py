@@ -44,8 +44,9 @@ class ParallelState:
 
 
 def relaunch_under_torchrun(module: str, argv: list[str], nproc: int) -> int:
-    """Run ``python -m module argv`` again under ``torchrun`` with ``nproc`` local ranks (for CLIs that start
-    their own ranks when invoked plainly); returns torchrun's exit code."""
+    """Run ``python -m module argv`` (or the script ``module`` when it ends in ``.py``) again under ``torchrun`` with
+    ``nproc`` local ranks (for entry points that start their own ranks when invoked plainly); returns torchrun's
+    exit code."""
     import subprocess
 
     port = free_local_port()
@@ -67,8 +68,9 @@ def torchrun_argv(module: str, argv: list[str], nproc: int, port: int) -> list[s
     """The command line of :func:`relaunch_under_torchrun`; ``module`` receives exactly ``argv``."""
     import sys
 
+    program = [module] if module.endswith(".py") else ["-m", module]
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-            "--master_addr=127.0.0.1", f"--master_port={port}", "-m", module, "--", *argv]
+            "--master_addr=127.0.0.1", f"--master_port={port}", *program, "--", *argv]
 
 
 def init_process_group(backend: str = "auto", timeout_s: float = 600.0) -> None:

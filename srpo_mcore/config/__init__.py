@@ -23,6 +23,7 @@ import yaml
 from srpo_mcore.config.algorithm import AlgorithmConfig, ReflectionConfig, SamplingConfig, StageConfig
 from srpo_mcore.config.base import ConfigError, check, option
 from srpo_mcore.config.data import DataConfig
+from srpo_mcore.config.debug import DebugConfig
 from srpo_mcore.config.model import ModelConfig, ParallelConfig
 from srpo_mcore.config.rewards import RewardConfig
 from srpo_mcore.config.rollout import RolloutConfig
@@ -52,6 +53,7 @@ class SRPOConfig:
     reflection: ReflectionConfig = option(factory=ReflectionConfig, help="Reflection-pattern statistics.")
     data: DataConfig = option(factory=DataConfig, help="Training and evaluation data.")
     logging: LoggingConfig = option(factory=LoggingConfig, help="Metrics sinks.")
+    debug: DebugConfig = option(factory=DebugConfig, help="Crash-test hooks and console switches.")
 
     def validate(self) -> None:
         """Check every section, then the rules that span sections."""

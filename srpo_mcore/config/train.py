@@ -79,8 +79,12 @@ class TrainConfig:
 class LoggingConfig:
     tensorboard: bool = option(True, "Write TensorBoard events under run_dir/tensorboard.")
     jsonl: bool = option(True, "Append one JSON line of metrics per step to run_dir/metrics.jsonl.")
-    progress_bar: bool = option(True, "Show a progress bar on rank 0's console.")
+    progress_bar: bool = option(True, "Show a progress bar on rank 0's console when it is a terminal (with a "
+                                      "redirected console: the plain summary lines of summary_interval instead).")
+    summary_interval: int = option(10, "Without a progress bar: one plain line (step, reward, accuracy, length, "
+                                       "seconds per step) on the console every this many steps; 0: none.")
     log_level: str = option("INFO", "Python logging level.")
 
     def validate(self, prefix: str = "logging") -> None:
         check_choice(self.log_level, ("DEBUG", "INFO", "WARNING", "ERROR"), f"{prefix}.log_level")
+        check(self.summary_interval >= 0, f"{prefix}.summary_interval", f"must be >= 0, got {self.summary_interval}")

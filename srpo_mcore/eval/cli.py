@@ -15,7 +15,8 @@ trainer checkpoint, the ``srpo_run_config.yaml`` the trainer writes into its HF 
 then the built-in defaults (documented in srpo_mcore/config/);
 templates, reward options and vLLM memory come from the config. It starts its own ranks with torchrun (``--nproc``,
 default lcm(TP x PP, rollout TP)) unless launched under torchrun. Prints a table; writes ``--out``/summary.json
-and samples.jsonl (see srpo_mcore/eval/report.py). Bad input fails before any rank starts.
+and samples.jsonl (see srpo_mcore/eval/report.py), and each rank's log to ``--out``/logs/rankNNNNN.log (third-party
+notices go there only). Bad input fails before any rank starts. Crash test: ``--set debug.kill_rank0_after_benchmark=N``.
 """
 
 from __future__ import annotations
@@ -130,5 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return relaunch_under_torchrun("srpo_mcore.eval", argv, nproc)
     from srpo_mcore.eval.runner import run
+    from srpo_mcore.rollout.env import configure_vllm_environment
 
+    configure_vllm_environment(plan.out)
     return run(plan)

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import torch
-import torch.distributed as dist
-
+from srpo_mcore import platform
 from srpo_mcore.config import SRPOConfig
 from srpo_mcore.eval.benchmarks import Benchmark
 from srpo_mcore.eval.checkpoint import PolicyCheckpoint, load_weights
+from srpo_mcore.job import Job, inject_fault, job
 
 logger = logging.getLogger("srpo_mcore.eval")
 
@@ -41,57 +39,51 @@ class EvalPlan:
     config_file: str | None = None  # the YAML the settings came from (--config, or the checkpoint's run config)
 
 
-def start_engine(cfg: SRPOConfig, state, checkpoint: PolicyCheckpoint, seed: int):
-    """A rollout engine holding the checkpoint's weights: build this rank's Megatron shard, load it, sync it
+def start_engine(cfg: SRPOConfig, j: Job, checkpoint: PolicyCheckpoint, seed: int):
+    """The job's rollout engine holding the checkpoint's weights: build this rank's Megatron shard, load it, sync it
     into vLLM, free it."""
     from srpo_mcore.model.qwen2 import build_model
-    from srpo_mcore.rollout.engine import RolloutEngine, resolve_rollout_dtype
+    from srpo_mcore.rollout.engine import resolve_rollout_dtype
     from srpo_mcore.rollout.weight_sync import WeightSync
 
+    state = j.state
     chunk = build_model(cfg.model, cfg.parallel, pre_process=state.is_first_stage, post_process=state.is_last_stage)
     load_weights(checkpoint, chunk, state)
-    dtype = resolve_rollout_dtype(cfg.rollout, cfg.model)
-    engine = RolloutEngine(cfg.rollout, cfg.model, seed=seed, dtype=dtype)
-    weight_sync = WeightSync(chunk, cfg.model, state, cfg.rollout, dtype=dtype)
+    engine = j.start_engine(cfg, seed=seed)
+    weight_sync = WeightSync(chunk, cfg.model, state, cfg.rollout, dtype=resolve_rollout_dtype(cfg.rollout, cfg.model))
     stats = weight_sync.sync(engine)
     weight_sync.close()
     logger.info("loaded %s (%s) into the engine: %.1f MB in %.1f s", checkpoint.path, checkpoint.kind,
                 stats.bytes / 1e6, stats.seconds)
     del chunk, weight_sync
     gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    platform.release_cached_device_memory()
     return engine
 
 
 def run(plan: EvalPlan) -> int:
+    """The evaluation on this rank; the process environment was set by the entry point (cli.py), the job's logging
+    (``--out``/logs), process groups and shutdown order are ``srpo_mcore.job``'s."""
     from transformers import AutoTokenizer
 
-    from srpo_mcore.distributed import init_model_parallel
     from srpo_mcore.eval import report
     from srpo_mcore.rewards import RewardManager
-    from srpo_mcore.rollout.engine import shutdown_job
-    from srpo_mcore.rollout.env import configure_vllm_environment
     from srpo_mcore.tasks.pass_at_k import evaluate_pass_at_1
 
     cfg = plan.cfg
-    state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,
-                                plan.seed, cfg.parallel.backend)
-    logging.basicConfig(level=logging.INFO if state.rank == 0 else logging.WARNING, force=True,
-                        format=f"%(asctime)s [rank{state.rank}] %(name)s: %(message)s")
-    configure_vllm_environment(plan.out)
-    tokenizer = AutoTokenizer.from_pretrained(plan.tokenizer)
-    tables = [b.prompts(cfg, tokenizer) for b in plan.benchmarks]
-    for bench, table in zip(plan.benchmarks, tables):
-        dropped = sum(table.dropped_too_long.values())
-        if dropped and state.rank == 0:
-            logger.warning("%s: %d prompt(s) longer than %d tokens are not evaluated (raise --max-prompt-length)",
-                           bench.name, dropped, cfg.rollout.max_prompt_length)
-    domains = sorted({p.domain for t in tables for p in t.prompts})
-    engine = rewards = None
-    try:
-        engine = start_engine(cfg, state, plan.checkpoint, plan.seed)
+    with job(cfg, log_dir=Path(plan.out) / "logs", seed=plan.seed) as j:
+        state = j.state
+        tokenizer = AutoTokenizer.from_pretrained(plan.tokenizer)
+        tables = [b.prompts(cfg, tokenizer) for b in plan.benchmarks]
+        for bench, table in zip(plan.benchmarks, tables):
+            dropped = sum(table.dropped_too_long.values())
+            if dropped and state.rank == 0:
+                logger.warning("%s: %d prompt(s) longer than %d tokens are not evaluated (raise --max-prompt-length)",
+                               bench.name, dropped, cfg.rollout.max_prompt_length)
+        domains = sorted({p.domain for t in tables for p in t.prompts})
+        engine = start_engine(cfg, j, plan.checkpoint, plan.seed)
         rewards = RewardManager(cfg.rewards, domains=domains)
+        j.on_close(rewards.close)
         results = []
         for index, (bench, prompts) in enumerate(zip(plan.benchmarks, tables)):
             logger.info("%s (%d/%d): %d problems x %d samples, up to %d tokens each", bench.name, index + 1,
@@ -105,20 +97,7 @@ def run(plan: EvalPlan) -> int:
             if state.rank == 0:  # after every benchmark: a crash later keeps what is done (summary "pending")
                 report.write(plan, results, world_size=state.world_size,
                              pending=[b.name for b in plan.benchmarks[index + 1:]])
-            inject_fault(index)
+            inject_fault(cfg.debug.kill_rank0_after_benchmark == index, f"after benchmark {index}")  # crash test
         if state.rank == 0:
             print(report.table(results), flush=True)
-    finally:
-        if rewards is not None:
-            rewards.close()
-        shutdown_job(engine)
     return 0
-
-
-def inject_fault(benchmark_index: int) -> None:
-    """Crash test aid: with ``SRPO_FAULT_INJECT_EVAL_KILL_AFTER=N`` rank 0 SIGKILLs itself once benchmark N
-    (0-based) is written, like a node loss in the middle of a long evaluation."""
-    if os.environ.get("SRPO_FAULT_INJECT_EVAL_KILL_AFTER") == str(benchmark_index) and dist.get_rank() == 0:
-        logger.error("fault injection: killing rank 0 after benchmark %d", benchmark_index)
-        logging.shutdown()
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from srpo_mcore import platform
 from srpo_mcore.config.model import ModelConfig
 
 MODEL_CONFIG_FILE = "srpo_model_config.json"
@@ -33,7 +32,6 @@ def save_model_checkpoint(model_chunk: torch.nn.Module, model: ModelConfig, ckpt
     """Save this job's model shards as one distributed checkpoint (collective)."""
     from megatron.core import dist_checkpointing
 
-    platform.adapt_megatron_for_cpu()
     final = Path(ckpt_dir)
     tmp = final.with_name(final.name + ".tmp")
     if _rank() == 0:
@@ -64,7 +62,6 @@ def load_model_checkpoint(model_chunk: torch.nn.Module, ckpt_dir: str | Path) ->
     """Load a distributed checkpoint into this rank's shards, whatever layout it was saved at (collective)."""
     from megatron.core import dist_checkpointing
 
-    platform.adapt_megatron_for_cpu()
     if not Path(ckpt_dir).is_dir():
         raise FileNotFoundError(f"{ckpt_dir}: no such checkpoint directory")
     state = dist_checkpointing.load(model_chunk.sharded_state_dict(), str(ckpt_dir))

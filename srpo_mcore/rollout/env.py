@@ -1,13 +1,15 @@
 """The process environment vLLM needs inside a torchrun job: set in one place, scoped to the run directory.
 
-:func:`configure_vllm_environment` is called by entry points (the trainer, the benchmark, test workers) before
-the rollout engine is built. It sets, in this process only:
+:func:`configure_vllm_environment` is called once by the entry points (pretrain_srpo.py, the evaluation CLI, the
+benchmark, test workers) before the rollout engine is built, never by library code. It sets, in this process only:
 
 * ``VLLM_CACHE_ROOT``, ``VLLM_CONFIG_ROOT``, ``VLLM_RPC_BASE_PATH``: ``<run_dir>/vllm/{cache,config,rpc}``, so
   vLLM writes nothing into the home cache or the system temp directory;
-* ``VLLM_NO_USAGE_STATS=1``, ``VLLM_DO_NOT_TRACK=1``: no usage reporting; ``VLLM_LOGGING_LEVEL=WARNING`` unless set,
-  and one known-harmless warning dropped (:class:`_RotaryReloadWarningFilter`);
-* CPU build only: ``VLLM_CPU_OMP_THREADS_BIND``: this rank's share of the allowed cores (each local rank gets its
+* ``VLLM_NO_USAGE_STATS=1``, ``VLLM_DO_NOT_TRACK=1``: no usage reporting;
+* ``VLLM_CONFIGURE_LOGGING=0`` unless set: vLLM installs no console handler of its own, so its records reach the job's
+  handlers (the per-rank log files; the console only from ERROR up, see ``srpo_mcore.job.setup_logging``); one
+  known-harmless warning is dropped (:class:`_RotaryReloadWarningFilter`);
+* CPU build only (``platform.has_cuda()`` false): ``VLLM_CPU_OMP_THREADS_BIND``: this rank's share of the allowed cores (each local rank gets its
   own block when there are enough cores, else core ``local_rank % n_cores``), so the engines of one node do not
   fight over the same cores.
 
@@ -26,7 +28,7 @@ import logging
 import os
 from pathlib import Path
 
-import torch
+from srpo_mcore import platform
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +50,13 @@ def configure_vllm_environment(run_dir: str | Path) -> Path:
     os.environ["VLLM_CACHE_ROOT"] = str(root / "cache")
     os.environ["VLLM_CONFIG_ROOT"] = str(root / "config")
     os.environ["VLLM_RPC_BASE_PATH"] = str(rpc_dir(root))
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # engine chatter off the console (override to debug)
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # its records go through the job's handlers
     os.environ["VLLM_NO_USAGE_STATS"] = "1"
     os.environ["VLLM_DO_NOT_TRACK"] = "1"
     layerwise = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
     if not any(isinstance(f, _RotaryReloadWarningFilter) for f in layerwise.filters):
         layerwise.addFilter(_RotaryReloadWarningFilter())
-    if not torch.cuda.is_available():
+    if not platform.has_cuda():
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind_for_local_rank()
         remove_stale_shm_segments()
     _CONFIGURED_FOR = root

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from srpo_mcore import platform
 from srpo_mcore.config.model import ModelConfig
 from srpo_mcore.config.rollout import RolloutConfig
 from srpo_mcore.distributed import ParallelState
@@ -112,7 +113,7 @@ class WeightSync:
 
     def _build_transport(self, kind: str):
         single_node = int(os.environ.get("LOCAL_WORLD_SIZE", -1)) == dist.get_world_size()
-        on_cpu = self.state.device.type == "cpu"
+        on_cpu = not platform.has_cuda()
         if kind == "auto":
             kind = "shm" if on_cpu and single_node else "collective"
         if kind == "shm":

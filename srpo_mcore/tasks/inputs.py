@@ -1,8 +1,8 @@
-"""The files a training run reads, checked before any rank starts work.
+"""The files a training run reads and their rows, checked by the entry point before any rank starts work.
 
-A missing init checkpoint or data file would otherwise surface after the process groups, Megatron and vLLM are
-up, as a library traceback on every rank (a missing directory reaches the HF hub client as a repo id). Each
-problem names the config key and the path.
+A missing init checkpoint or data file, or a malformed row, would otherwise surface after the process groups,
+Megatron and vLLM are up, as a library traceback on every rank (a missing directory reaches the HF hub client as a
+repo id). Each problem is one line naming the config key and the path, or the file, row and field.
 """
 
 from __future__ import annotations
@@ -42,4 +42,22 @@ def training_input_problems(cfg: SRPOConfig) -> list[str]:
         for i, name in enumerate(getattr(cfg.data, key)):
             if not Path(name).is_file():
                 problems.append(f"data.{key}[{i}]={name}: no such file")
+    return problems
+
+
+def training_data_problems(cfg: SRPOConfig) -> list[str]:
+    """The first malformed row of each data file group (math and code training files, evaluation files), read and
+    validated exactly as the trainer will read them: ``FILE: line N: field 'F': what is wrong``. Call it once the
+    files exist (:func:`training_input_problems`)."""
+    from srpo_mcore.data.loaders import load_many
+
+    groups = [(cfg.data.math_train_files, "math"), (cfg.data.code_train_files, "code"), (cfg.data.eval_files, None)]
+    problems = []
+    for files, domain in groups:
+        if not files:
+            continue
+        try:
+            load_many(files, format=cfg.data.file_format, on_invalid=cfg.data.on_invalid_row, domain=domain)
+        except (ValueError, OSError) as e:  # DataError (a ValueError) names the file, row and field
+            problems.append(str(e))
     return problems

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from srpo_mcore import platform
 from srpo_mcore.model.trainer_checkpoint import latest_complete_step
 
 EXIT_CHECKPOINTED_ON_SIGNAL = 75  # EX_TEMPFAIL: SLURM scripts requeue the job on this exit code
@@ -81,7 +80,6 @@ class CheckpointManager:
         """Collective: every rank calls it at the same step."""
         from megatron.core import dist_checkpointing
 
-        platform.adapt_megatron_for_cpu()
         name = f"step_{step:06d}"
         final, tmp = self.root / name, self.root / (name + ".tmp")
         if _rank() == 0:
@@ -118,7 +116,6 @@ class CheckpointManager:
         """Collective: restore model, optimizer and this rank's RNG; return the trainer state."""
         from megatron.core import dist_checkpointing
 
-        platform.adapt_megatron_for_cpu()
         model_sd = model_chunk.sharded_state_dict()
         sharded = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=True)}
         with torch.no_grad():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from srpo_mcore import platform
 from srpo_mcore.config.model import ParallelConfig
 from srpo_mcore.config.train import OptimizerConfig
 
@@ -19,7 +18,6 @@ def wrap_ddp(model_chunk: torch.nn.Module, parallel: ParallelConfig):
         use_distributed_optimizer=parallel.use_distributed_optimizer,
     )
     ddp = DistributedDataParallel(config=model_chunk.config, ddp_config=ddp_config, module=model_chunk)
-    platform.adapt_megatron_for_cpu()
     return ddp
 
 
@@ -48,5 +46,4 @@ def build_optimizer(ddp_model, optim: OptimizerConfig, parallel: ParallelConfig,
     model_config.no_sync_func = ddp_model.no_sync
     model_config.finalize_model_grads_func = finalize_model_grads
     model_config.grad_scale_func = optimizer.scale_loss
-    platform.adapt_megatron_for_cpu()
     return optimizer

@@ -11,7 +11,6 @@ data that all ranks hold. Weight sync is the loop's one back-edge, from trainer 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,9 @@ from srpo_mcore.algorithm.advantages import grpo_advantages
 from srpo_mcore.algorithm.reflection import ReflectionCounter
 from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_prompt_sampler
 from srpo_mcore.algorithm.stages import TwoStageSchedule
-from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml, validate_world_size
-from srpo_mcore.distributed import ParallelState, init_model_parallel
+from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml
+from srpo_mcore.distributed import ParallelState
+from srpo_mcore.job import Job, inject_fault, job
 from srpo_mcore.tasks.prompts import PromptTable
 from srpo_mcore.tasks.scoring import ScoredSample, score_rollouts
 from srpo_mcore.train.batch import build_micro_batches, plan_rank_micro_batches
@@ -65,7 +65,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     samples, sampling_metrics = collect_groups(ctx, step, timer)
     metrics.update(sampling_metrics)
     ctx.engine.sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
-    inject_fault(step)
+    inject_fault(cfg.debug.kill_rank0_at_step == step, f"in the middle of step {step}")  # resume tests
 
     # 3. Advantages: group-normalised rewards; truncated responses and equal-reward groups get 0.
     with timer("advantage"):
@@ -98,15 +98,6 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     metrics["time/step_s"] = total
     metrics["throughput/tokens_per_s"] = sum(s.length for s in samples) / max(total, 1e-9)
     return metrics
-
-
-def inject_fault(step: int) -> None:
-    """Crash test aid: with ``SRPO_FAULT_INJECT_KILL_AT_STEP=N`` rank 0 SIGKILLs itself in the middle of step N
-    (after its rollouts, before the update), like a node loss; the resume tests use it."""
-    if os.environ.get("SRPO_FAULT_INJECT_KILL_AT_STEP") == str(step) and dist.get_rank() == 0:
-        logger.error("fault injection: killing rank 0 in the middle of step %d", step)
-        logging.shutdown()
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def collect_groups(ctx: StepContext, step: int, timer: PhaseTimer) -> tuple[list[ScoredSample], dict]:
@@ -231,25 +222,6 @@ def restore_trainer_state(ctx: StepContext, state: dict) -> None:
     ctx.guard.baseline = state.get("guard_baseline")
 
 
-class _ConsoleFilter(logging.Filter):
-    """On the console: our own records at the configured level, other libraries' (Megatron, vLLM) from WARNING
-    up. The per-rank log files keep everything."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name.startswith("srpo_mcore") or record.levelno >= logging.WARNING
-
-
-def setup_logging(cfg: SRPOConfig, run_dir: Path, rank: int) -> None:
-    level = getattr(logging, cfg.logging.log_level)
-    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / "logs" / f"rank{rank:05d}.log")]
-    if rank == 0:
-        console = logging.StreamHandler()
-        console.addFilter(_ConsoleFilter())
-        handlers.append(console)
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s")
-
-
 def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSampler]:
     samplers = {}
     for offset, domain in enumerate(("math", "code")):
@@ -260,62 +232,34 @@ def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSam
 
 
 def run_training(cfg: SRPOConfig) -> int:
-    """Build, resume or initialise, loop, close. Returns the process exit code. ``cfg`` is validated and its input
-    files checked (``tasks.inputs.training_input_problems``) by the entry point, pretrain_srpo.py."""
-    from transformers import AutoTokenizer
-
-    from srpo_mcore.rewards import RewardManager
-    from srpo_mcore.rollout.engine import RolloutEngine, resolve_rollout_dtype, shutdown_job
-    from srpo_mcore.rollout.env import configure_vllm_environment
-    from srpo_mcore.rollout.guard import MismatchGuard
-    from srpo_mcore.rollout.weight_sync import WeightSync
-
+    """Build, resume or initialise, loop, close. Returns the process exit code. ``cfg`` is validated (world size
+    included), its input files and data rows checked and the process environment set by the entry point,
+    pretrain_srpo.py; the job's logging, process groups and shutdown order are ``srpo_mcore.job``'s."""
     run_dir = Path(cfg.train.run_dir)
-    state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,
-                                cfg.train.seed, cfg.parallel.backend)
-    validate_world_size(cfg, state.world_size)
-    if state.rank == 0:
-        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    dist.barrier()
-    setup_logging(cfg, run_dir, state.rank)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.train.init_checkpoint)
-    prompts = PromptTable.load(cfg, tokenizer)
-    if cfg.stages.two_stage and not prompts.by_domain["code"]:
-        raise SystemExit("error: stages.two_stage is true, but data.code_train_files gave no code prompts: stage 2 "
-                         "(math + code) needs code data (or set stages.two_stage=false)")
-    logger.info("%d training prompts (math %d, code %d)", len(prompts), len(prompts.by_domain["math"]),
-                len(prompts.by_domain["code"]))
+    with job(cfg, log_dir=run_dir / "logs", seed=cfg.train.seed) as j:
+        state = j.state
+        if state.rank == 0:
+            (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        ctx = build_step_context(cfg, j)
+        policy, engine, tokenizer = ctx.policy, ctx.engine, ctx.tokenizer
+        checkpoints = CheckpointManager(run_dir, cfg.train.keep_last_checkpoints)
+        start_step = 0
+        latest = checkpoints.latest()
+        policy.load_initial_weights(cfg.train.init_checkpoint, policy=latest is None)
+        if latest is not None:
+            resumed = checkpoints.load(latest, policy.chunk, policy.optimizer)
+            restore_trainer_state(ctx, resumed.trainer_state)
+            start_step = resumed.step
+            logger.info("resumed from %s (step %d)", latest, start_step)
+        else:
+            logger.info("initialised the policy from %s", cfg.train.init_checkpoint)
+        ctx.weight_sync.sync(engine)
 
-    policy = Policy(cfg, state)
-    checkpoints = CheckpointManager(run_dir, cfg.train.keep_last_checkpoints)
-    configure_vllm_environment(run_dir)
-    rollout_dtype = resolve_rollout_dtype(cfg.rollout, cfg.model)
-    engine = RolloutEngine(cfg.rollout, cfg.model, seed=cfg.train.seed, dtype=rollout_dtype)
-    ctx = StepContext(
-        cfg=cfg, state=state, prompts=prompts, samplers=build_samplers(cfg, prompts),
-        stages=TwoStageSchedule(cfg.stages), engine=engine,
-        weight_sync=WeightSync(policy.chunk, cfg.model, state, cfg.rollout, dtype=rollout_dtype), rewards=RewardManager(cfg.rewards),
-        guard=MismatchGuard.from_config(cfg.rollout, raise_on_alarm=cfg.train.mismatch_alarm_action == "raise"),
-        policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection))
-
-    start_step = 0
-    latest = checkpoints.latest()
-    policy.load_initial_weights(cfg.train.init_checkpoint, policy=latest is None)
-    if latest is not None:
-        resumed = checkpoints.load(latest, policy.chunk, policy.optimizer)
-        restore_trainer_state(ctx, resumed.trainer_state)
-        start_step = resumed.step
-        logger.info("resumed from %s (step %d)", latest, start_step)
-    else:
-        logger.info("initialised the policy from %s", cfg.train.init_checkpoint)
-    ctx.weight_sync.sync(engine)
-
-    metrics = MetricsLogger(run_dir, cfg.logging, is_writer=state.rank == 0, total_steps=cfg.train.steps,
-                            start_step=start_step)
-    preemption = PreemptionFlag()
-    exit_code = 0
-    try:
+        metrics = MetricsLogger(run_dir, cfg.logging, is_writer=state.rank == 0, total_steps=cfg.train.steps,
+                                start_step=start_step)
+        j.on_close(metrics.close)
+        preemption = PreemptionFlag()
+        exit_code = 0
         if start_step == 0 and cfg.train.eval_interval:
             metrics.log(0, evaluate(ctx))
         for step in range(start_step + 1, cfg.train.steps + 1):
@@ -350,12 +294,37 @@ def run_training(cfg: SRPOConfig) -> int:
             from srpo_mcore.train.plots import render
 
             metrics.message(f"curves: {render(run_dir)}")
-    finally:
-        metrics.close()
-        ctx.rewards.close()
-        ctx.weight_sync.close()
-        shutdown_job(engine)
     return exit_code
+
+
+def build_step_context(cfg: SRPOConfig, j: Job) -> StepContext:
+    """Tokenizer, prompts, policy, engine, weight sync, rewards, guard; what needs closing is registered with ``j``."""
+    from transformers import AutoTokenizer
+
+    from srpo_mcore.rewards import RewardManager
+    from srpo_mcore.rollout.engine import resolve_rollout_dtype
+    from srpo_mcore.rollout.guard import MismatchGuard
+    from srpo_mcore.rollout.weight_sync import WeightSync
+
+    tokenizer = AutoTokenizer.from_pretrained(cfg.train.init_checkpoint)
+    prompts = PromptTable.load(cfg, tokenizer)
+    if cfg.stages.two_stage and not prompts.by_domain["code"]:
+        raise SystemExit("error: stages.two_stage is true, but data.code_train_files gave no code prompts: stage 2 "
+                         "(math + code) needs code data (or set stages.two_stage=false)")
+    logger.info("%d training prompts (math %d, code %d)", len(prompts), len(prompts.by_domain["math"]),
+                len(prompts.by_domain["code"]))
+    policy = Policy(cfg, j.state)
+    engine = j.start_engine(cfg, seed=cfg.train.seed)
+    weight_sync = WeightSync(policy.chunk, cfg.model, j.state, cfg.rollout,
+                             dtype=resolve_rollout_dtype(cfg.rollout, cfg.model))
+    j.on_close(weight_sync.close)
+    rewards = RewardManager(cfg.rewards)
+    j.on_close(rewards.close)
+    return StepContext(
+        cfg=cfg, state=j.state, prompts=prompts, samplers=build_samplers(cfg, prompts),
+        stages=TwoStageSchedule(cfg.stages), engine=engine, weight_sync=weight_sync, rewards=rewards,
+        guard=MismatchGuard.from_config(cfg.rollout, raise_on_alarm=cfg.train.mismatch_alarm_action == "raise"),
+        policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection))
 
 
 def evaluate(ctx: StepContext) -> dict[str, float]:

@@ -94,8 +94,8 @@ def test_crash_keeps_the_finished_benchmarks(arith_base, tmp_path):
                          "--config", str(REPO_ROOT / "configs/quickstart.yaml"), "--data", str(heldout), str(code),
                          "--k", "1", "--max-tokens", "24", "--tp", "1", "--rollout-tp", "1", "--nproc", "1",
                          "--set", "rollout.cpu_kv_cache_gib=0.25", "--set", "rewards.math_workers=1",
-                         "--set", "rewards.code_workers=1", "--out", str(out)],
-                        timeout=600, env={"SRPO_FAULT_INJECT_EVAL_KILL_AFTER": "0"})
+                         "--set", "rewards.code_workers=1", "--set", "debug.kill_rank0_after_benchmark=0",
+                         "--out", str(out)], timeout=600)
     assert proc.returncode != 0, proc.stdout[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["benchmarks"]) == [heldout.stem] and summary["pending"] == [code.stem]

@@ -6,11 +6,15 @@
   uninterrupted run's metrics bit for bit (timings aside) and its sampler / History Resampling state;
 * the run's latest checkpoint, evaluated by ``python -m srpo_mcore.eval --mcore RUN_DIR`` (resharded TP2 -> TP1),
   samples exactly what its HF export does;
-* TP2 x PP2 on 4 ranks runs a step.
+* TP2 x PP2 on 4 ranks runs a step;
+* the console of the short run shows this project's lines only: no third-party notice, traceback or repeated
+  library line (they are in the per-rank log files).
 """
 
 import json
+import re
 import sys
+from collections import Counter
 
 import pytest
 
@@ -47,10 +51,16 @@ def comparable(record):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(arith_base, tmp_path_factory):
+def run_a(arith_base, tmp_path_factory):
+    """The uninterrupted run: its directory and what its console showed (stdout + stderr of torchrun)."""
     run_dir = tmp_path_factory.mktemp("run_a")
-    srpo(run_dir, arith_base, 2, *RUN_A)
-    return run_dir
+    proc = srpo(run_dir, arith_base, 2, *RUN_A)
+    return run_dir, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(run_a):
+    return run_a[0]
 
 
 def test_short_run_trains_and_leaves_artifacts(uninterrupted):
@@ -81,9 +91,30 @@ def test_short_run_trains_and_leaves_artifacts(uninterrupted):
     assert list((uninterrupted / "tensorboard").glob("events.*"))
 
 
+# Seen on the console before the library output was routed to the per-rank log files.
+THIRD_PARTY_NOTICES = ("Warning:", "warnings.warn", "IS DEPRECATED", "MimoModelConfig", "CUDA_DEVICE_MAX_CONNECTIONS",
+                       "async save is deprecated", "Chat template warmup failed", "Apex", "Transformer Engine",
+                       "NUMA binding", "Traceback")
+OWN_RECORD = re.compile(r"^\S+ \S+ \[rank\d+\] srpo_mcore[.:]")  # this project's logging format
+
+
+def test_console_shows_this_projects_lines_only(run_a):
+    run_dir, console = run_a
+    lines = [line for line in console.splitlines() if line.strip()]
+    assert [line for line in lines if any(n in line for n in THIRD_PARTY_NOTICES)] == []
+    library_lines = Counter(line for line in lines if not OWN_RECORD.match(line))
+    assert {line: n for line, n in library_lines.items() if n > 1} == {}  # no library line repeated (per rank/step)
+    assert len(lines) < 40, "\n".join(lines)  # a handful of lines for a 4-step run
+    assert "\r" not in console  # no progress bar written into a redirected console
+    # ... and the notices are not lost: they are in the per-rank log files.
+    logged = [(run_dir / f"logs/rank{rank:05d}.log").read_text() for rank in (0, 1)]
+    assert all("Apex is not installed" in text for text in logged)  # a Python warning, on every rank
+    assert "GPTModel IS DEPRECATED" in logged[0]  # Megatron logs it on rank 0 only
+
+
 def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base, tmp_path):
     run_dir = tmp_path / "run_b"
-    crashed = srpo(run_dir, arith_base, 2, *RUN_A, env={"SRPO_FAULT_INJECT_KILL_AT_STEP": "3"}, check=False)
+    crashed = srpo(run_dir, arith_base, 2, *RUN_A, "debug.kill_rank0_at_step=3", check=False)
     assert crashed.returncode != 0
     assert "fault injection: killing rank 0 in the middle of step 3" in (run_dir / "logs/rank00000.log").read_text(), \
         crashed.stderr[-20000:]

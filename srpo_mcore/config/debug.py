@@ -1,0 +1,27 @@
+"""The ``debug:`` section: crash-test hooks and console switches, typed and validated like every other section
+(rather than environment variables read deep inside the code)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from srpo_mcore.config.base import check, option
+
+
+@dataclass
+class DebugConfig:
+    kill_rank0_at_step: int = option(
+        0, "Crash test: rank 0 SIGKILLs itself in the middle of this training step (after its rollouts, before the "
+           "update), like a node loss; the resume tests use it. 0: never.")
+    kill_rank0_after_benchmark: int = option(
+        -1, "Crash test of evaluation: rank 0 SIGKILLs itself once benchmark N (0-based) is written to the "
+            "summary. -1: never.")
+    library_output_on_console: bool = option(
+        False, "Also show third-party libraries' log records and Python warnings (Megatron-Core, vLLM, "
+               "transformers) on rank 0's console; by default they go to the per-rank log files only.")
+
+    def validate(self, prefix: str = "debug") -> None:
+        check(self.kill_rank0_at_step >= 0, f"{prefix}.kill_rank0_at_step",
+              f"must be >= 0 (0: never), got {self.kill_rank0_at_step}")
+        check(self.kill_rank0_after_benchmark >= -1, f"{prefix}.kill_rank0_after_benchmark",
+              f"must be >= -1 (-1: never), got {self.kill_rank0_after_benchmark}")
