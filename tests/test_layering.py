@@ -21,8 +21,10 @@ from tests.torchrun import REPO_ROOT
 TIERS: list[tuple[str, ...]] = [
     ("config", "platform", "_C"),  # typed config; the CPU adaptation of CUDA-only code; csrc/'s native extension
     ("distributed",),  # process groups
-    ("data", "model"),  # records, loaders, templates | Qwen2 on Megatron-Core, checkpoints (incl. trainer's)
+    ("data", "model", "planning"),  # records, loaders, templates | Qwen2 on Megatron-Core, checkpoints (incl.
+    # trainer's) | the dry-run memory planner
     ("rollout",),  # vLLM engine inside torchrun, weight sync
+    ("job",),  # a torchrun job's lifecycle: logging, process groups, engine start, shutdown order
     ("rewards",),  # rule rewards, code sandbox
     ("tasks", "curation"),  # prompts + scoring + pass@k shared by train and eval | offline dataset curation
     ("algorithm",),  # advantages, History Resampling, stages
