@@ -73,7 +73,7 @@ class ParallelConfig:
     use_distributed_optimizer: bool = option(False, "Shard optimizer state over data-parallel ranks (ZeRO-1).")
     recompute_granularity: str = option("none", "Activation recomputation: none, selective or full.")
     recompute_num_layers: int = option(1, "With full recomputation: layers per recomputed chunk.")
-    backend: str = option("auto", "torch.distributed backend: nccl, gloo, or auto (nccl with CUDA, else gloo).")
+    backend: str = option("auto", "torch.distributed backend: auto (nccl with CUDA, else gloo), nccl (NCCL for CUDA tensors plus gloo for CPU tensors in one default group) or gloo.")
 
     def validate(self, prefix: str = "parallel") -> None:
         check_positive(self.tensor_model_parallel_size, f"{prefix}.tensor_model_parallel_size")
