@@ -25,6 +25,17 @@ class MicroBatch:
     def shape(self) -> tuple[int, int]:
         return tuple(self.input_ids.shape)
 
+    @property
+    def device(self) -> torch.device:
+        return self.input_ids.device
+
+    def to(self, device: torch.device) -> MicroBatch:
+        """This micro-batch with its token ids and every tensor in ``extras`` on ``device`` (the model's: the
+        loss mixes them with the logits); other extras are shared. The one place micro-batches change device."""
+        extras = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                  for k, v in self.extras.items()}
+        return MicroBatch(self.input_ids.to(device, non_blocking=True), extras)
+
 
 LossFn = Callable[[torch.Tensor, MicroBatch], tuple[torch.Tensor, torch.Tensor, dict]]
 """(logits shard [b, s, V/TP], micro-batch) -> (loss summed over tokens, token count, metrics)."""
@@ -34,9 +45,15 @@ def forward_backward(model_chunk: torch.nn.Module, micro_batches: Sequence[Micro
                      forward_only: bool) -> list[dict]:
     """Run the schedule over ``micro_batches``; return the per-micro-batch metric dicts (last stage only).
 
-    All micro-batches must share one ``[b, s]`` shape under PP (pipeline buffers are sized from it)."""
+    All micro-batches must share one ``[b, s]`` shape under PP (pipeline buffers are sized from it) and lie on the
+    model's device (:meth:`MicroBatch.to`)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
+    device = next(model_chunk.parameters()).device
+    for i, mb in enumerate(micro_batches):
+        if mb.device != device:
+            raise ValueError(f"micro-batch {i} is on {mb.device} but the model is on {device}: build it with "
+                             "build_micro_batches(..., device=state.device) or move it with MicroBatch.to")
     shapes = {mb.shape for mb in micro_batches}
     b, s = max(shapes)
     batches = iter(micro_batches)

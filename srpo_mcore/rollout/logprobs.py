@@ -63,16 +63,15 @@ def megatron_logprobs(model_chunk: torch.nn.Module, state: ParallelState, sequen
     ids = torch.zeros(len(sequences), width, dtype=torch.long)
     for i, seq in enumerate(sequences):
         ids[i, :len(seq)] = torch.tensor(list(seq), dtype=torch.long)
-    ids = ids.to(state.device)
     captured: dict[str, torch.Tensor] = {}
 
     def capture(logits, mb):
         captured["lp"] = vocab_parallel_logprobs(logits[:, :-1], mb.input_ids[:, 1:], vocab_size=vocab_size,
                                                  tp_group=state.tp_group, tp_rank=state.tp_rank,
                                                  temperature=temperature)
-        return logits.sum() * 0, torch.tensor(1), {}
+        return logits.sum() * 0, torch.tensor(1, device=logits.device), {}
 
-    forward_backward(model_chunk, [MicroBatch(ids, {})], capture, forward_only=True)
+    forward_backward(model_chunk, [MicroBatch(ids, {}).to(state.device)], capture, forward_only=True)
     lp = captured.get("lp")
     if state.pp_size > 1 and to_all_stages:
         if lp is None:

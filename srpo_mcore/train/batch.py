@@ -9,7 +9,8 @@ the same number of micro-batches on every rank) and lays each micro-batch out ri
     targets[i]    = (prompt + response)[1:]
     loss_mask[i]  = 1 where the target is a response token (0 on prompt and padding)
 
-plus per-token advantages and log-probs aligned with ``targets``. Under pipeline parallelism all micro-batches
+plus per-token advantages and log-probs aligned with ``targets``, all on the model's device (laid out on the CPU, then
+moved in one go by :meth:`MicroBatch.to`). Under pipeline parallelism all micro-batches
 of a rank share one ``[b, s]`` shape (the pipeline's p2p buffers are sized from it).
 """
 
@@ -55,8 +56,9 @@ def plan_rank_micro_batches(samples: list[ScoredSample], *, dp_rank: int, dp_siz
 
 
 def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]], *, pad_id: int,
-                        per_token: dict[str, list[list[float]]] | None = None, uniform_shape: bool) -> list[MicroBatch]:
-    """Lay out each index list as a right-padded micro-batch.
+                        per_token: dict[str, list[list[float]]] | None = None, uniform_shape: bool,
+                        device: torch.device | str = "cpu") -> list[MicroBatch]:
+    """Lay out each index list as a right-padded micro-batch on ``device`` (the model's, ``ParallelState.device``).
 
     ``extras`` of each micro-batch: ``targets`` (long), ``loss_mask``, ``advantages``, ``rollout_logprobs`` and any
     ``per_token`` arrays (e.g. ``old_logprobs``; one list per sample, aligned with its response tokens) as float
@@ -90,7 +92,7 @@ def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]
             for name, values in per_token.items():
                 floats[name][row, start:end] = torch.tensor(values[i], dtype=torch.float32)
             sample_index[row] = i
-        batches.append(MicroBatch(input_ids, {"targets": targets, "sample_index": sample_index, **floats}))
+        batches.append(MicroBatch(input_ids, {"targets": targets, "sample_index": sample_index, **floats}).to(device))
     return batches
 
 

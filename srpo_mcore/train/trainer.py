@@ -200,7 +200,7 @@ def build_rank_micro_batches(ctx: StepContext, samples: list[ScoredSample]):
     index_lists = plan_rank_micro_batches(samples, dp_rank=ctx.state.dp_rank, dp_size=ctx.state.dp_size,
                                           token_budget=ctx.cfg.train.max_tokens_per_micro_batch)
     return build_micro_batches(samples, index_lists, pad_id=ctx.tokenizer.pad_token_id or 0,
-                               uniform_shape=ctx.state.pp_size > 1)
+                               uniform_shape=ctx.state.pp_size > 1, device=ctx.state.device)
 
 
 def response_metrics(ctx: StepContext, samples: list[ScoredSample]) -> dict[str, float]:
