@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from srpo_mcore.distributed import ParallelState
-from srpo_mcore.model.forward import MicroBatch, forward_backward
+from srpo_mcore.model.forward import MicroBatch, forward_backward, round_up, sequence_multiple
 
 
 @torch.no_grad()
@@ -59,7 +59,7 @@ def megatron_logprobs(model_chunk: torch.nn.Module, state: ParallelState, sequen
     lengths = [len(s) for s in sequences]
     if min(lengths) < 2:
         raise ValueError("every sequence needs at least two tokens")
-    width = max(lengths)
+    width = round_up(max(lengths), sequence_multiple(model_chunk.config))  # right padding: harmless (causal)
     ids = torch.zeros(len(sequences), width, dtype=torch.long)
     for i, seq in enumerate(sequences):
         ids[i, :len(seq)] = torch.tensor(list(seq), dtype=torch.long)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from srpo_mcore.model.forward import MicroBatch
+from srpo_mcore.model.forward import MicroBatch, round_up
 from srpo_mcore.train.packing import plan_micro_batches
 
 
@@ -57,7 +57,7 @@ def plan_rank_micro_batches(samples: list[ScoredSample], *, dp_rank: int, dp_siz
 
 def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]], *, pad_id: int,
                         per_token: dict[str, list[list[float]]] | None = None, uniform_shape: bool,
-                        device: torch.device | str = "cpu") -> list[MicroBatch]:
+                        device: torch.device | str = "cpu", seq_multiple: int = 1) -> list[MicroBatch]:
     """Lay out each index list as a right-padded micro-batch on ``device`` (the model's, ``ParallelState.device``).
 
     ``extras`` of each micro-batch: ``targets`` (long), ``loss_mask``, ``advantages``, ``rollout_logprobs`` and any
@@ -65,7 +65,7 @@ def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]
     ``[b, s]`` tensors, plus ``sample_index`` ``[b]`` (-1 for a dummy row). An empty index list becomes one dummy
     row of padding with zero loss weight, so every rank runs the same number of micro-batches."""
     per_token = per_token or {}
-    widths = [max((samples[i].length - 1 for i in idx), default=1) for idx in index_lists]
+    widths = [round_up(max((samples[i].length - 1 for i in idx), default=1), seq_multiple) for idx in index_lists]
     rows = [max(len(idx), 1) for idx in index_lists]
     if uniform_shape:
         widths = [max(widths)] * len(widths)

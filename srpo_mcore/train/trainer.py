@@ -25,6 +25,7 @@ from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_pro
 from srpo_mcore.algorithm.stages import TwoStageSchedule
 from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml, validate_world_size
 from srpo_mcore.distributed import ParallelState, init_model_parallel
+from srpo_mcore.model.forward import sequence_multiple
 from srpo_mcore.train.batch import ScoredSample, build_micro_batches, plan_rank_micro_batches
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
@@ -200,7 +201,8 @@ def build_rank_micro_batches(ctx: StepContext, samples: list[ScoredSample]):
     index_lists = plan_rank_micro_batches(samples, dp_rank=ctx.state.dp_rank, dp_size=ctx.state.dp_size,
                                           token_budget=ctx.cfg.train.max_tokens_per_micro_batch)
     return build_micro_batches(samples, index_lists, pad_id=ctx.tokenizer.pad_token_id or 0,
-                               uniform_shape=ctx.state.pp_size > 1, device=ctx.state.device)
+                               uniform_shape=ctx.state.pp_size > 1, device=ctx.state.device,
+                               seq_multiple=sequence_multiple(ctx.cfg.parallel))
 
 
 def response_metrics(ctx: StepContext, samples: list[ScoredSample]) -> dict[str, float]:
