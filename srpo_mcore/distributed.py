@@ -1,9 +1,9 @@
 """The one place that owns process groups.
 
 ``init_process_group`` starts torch.distributed from torchrun's environment (one default group that carries CUDA
-tensors over NCCL and CPU tensors over gloo on GPU machines, gloo alone on CPU; see :func:`process_group_backend`) and
-``init_model_parallel`` Megatron-Core's model-parallel groups; everything else receives the resulting :class:`ParallelState` (or reads
-the groups from it) instead of reaching for globals.
+tensors over NCCL and CPU tensors over gloo on GPU machines, gloo alone on CPU; see :func:`process_group_backend`),
+``init_model_parallel`` Megatron-Core's model-parallel groups; everything else receives the resulting
+:class:`ParallelState` (or reads the groups from it) instead of reaching for globals.
 """
 
 from __future__ import annotations

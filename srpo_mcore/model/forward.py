@@ -32,9 +32,8 @@ class MicroBatch:
     def to(self, device: torch.device) -> MicroBatch:
         """This micro-batch with its token ids and every tensor in ``extras`` on ``device`` (the model's: the
         loss mixes them with the logits); other extras are shared. The one place micro-batches change device."""
-        extras = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                  for k, v in self.extras.items()}
-        return MicroBatch(self.input_ids.to(device, non_blocking=True), extras)
+        extras = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()}
+        return MicroBatch(self.input_ids.to(device), extras)
 
 
 def sequence_multiple(config) -> int:
