@@ -1,8 +1,9 @@
 """The one place that owns process groups.
 
-``init_distributed`` starts torch.distributed (nccl on GPU, gloo on CPU) from torchrun's environment and
-Megatron-Core's model-parallel groups; everything else receives the resulting :class:`ParallelState` (or reads
-the groups from it) instead of reaching for globals.
+``init_process_group`` starts torch.distributed from torchrun's environment (one default group that carries CUDA
+tensors over NCCL and CPU tensors over gloo on GPU machines, gloo alone on CPU; see :func:`process_group_backend`),
+``init_model_parallel`` Megatron-Core's model-parallel groups; everything else receives the resulting
+:class:`ParallelState` (or reads the groups from it) instead of reaching for globals.
 """
 
 from __future__ import annotations
@@ -73,6 +74,25 @@ def torchrun_argv(module: str, argv: list[str], nproc: int, port: int) -> list[s
             "--master_addr=127.0.0.1", f"--master_port={port}", *program, "--", *argv]
 
 
+CPU_AND_CUDA_BACKEND = "cpu:gloo,cuda:nccl"
+
+
+def process_group_backend(requested: str = "auto") -> str:
+    """The default process group's backend: the one place that chooses it.
+
+    With CUDA, ``auto`` and ``nccl`` give ``"cpu:gloo,cuda:nccl"``: NCCL carries CUDA tensors (gradients, TP/PP
+    traffic) and gloo the CPU ones in the same group (and in every Megatron group created from it without an explicit
+    backend). The loop all-reduces CPU scalars each step (loss sums, the stale-weight guard's statistics, the
+    preemption flag, packed rollout headers), which a plain NCCL group refuses. Without CUDA: ``gloo``."""
+    if requested not in ("auto", "nccl", "gloo"):
+        raise ValueError(f"unknown parallel.backend {requested!r}; choose auto, nccl or gloo")
+    if requested == "gloo" or (requested == "auto" and not platform.has_cuda()):
+        return "gloo"
+    if not platform.has_cuda():
+        raise RuntimeError("parallel.backend=nccl needs CUDA, and this machine has none (use auto or gloo)")
+    return CPU_AND_CUDA_BACKEND
+
+
 def init_process_group(backend: str = "auto", timeout_s: float = 600.0) -> None:
     """Start the default process group from torchrun's environment (idempotent)."""
     if dist.is_initialized():
@@ -81,8 +101,8 @@ def init_process_group(backend: str = "auto", timeout_s: float = 600.0) -> None:
         if var not in os.environ:
             raise RuntimeError(f"{var} is not set: start this program with torchrun (e.g. torchrun "
                                f"--nproc_per_node=2 pretrain_srpo.py ...)")
-    backend = platform.distributed_backend(backend)
-    if backend == "nccl":
+    backend = process_group_backend(backend)
+    if "nccl" in backend:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
 

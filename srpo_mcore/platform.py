@@ -62,12 +62,6 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def distributed_backend(requested: str = "auto") -> str:
-    if requested != "auto":
-        return requested
-    return "nccl" if has_cuda() else "gloo"
-
-
 def megatron_cpu_config_overrides() -> dict[str, Any]:
     """TransformerConfig fields Megatron needs on CPU (empty on GPU)."""
     if has_cuda():

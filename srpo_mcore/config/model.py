@@ -70,11 +70,13 @@ class ParallelConfig:
 
     tensor_model_parallel_size: int = option(1, "Tensor parallel size (TP) of the trainer.")
     pipeline_model_parallel_size: int = option(1, "Pipeline parallel size (PP) of the trainer.")
-    sequence_parallel: bool = option(False, "Megatron sequence parallelism (needs TP > 1 and TE/Apex norms).")
+    sequence_parallel: bool = option(
+        False, "Megatron sequence parallelism (needs TP > 1; micro-batch lengths are padded to a multiple of TP).")
     use_distributed_optimizer: bool = option(False, "Shard optimizer state over data-parallel ranks (ZeRO-1).")
     recompute_granularity: str = option("none", "Activation recomputation: none, selective or full.")
     recompute_num_layers: int = option(1, "With full recomputation: layers per recomputed chunk.")
-    backend: str = option("auto", "torch.distributed backend: nccl, gloo, or auto (nccl with CUDA, else gloo).")
+    backend: str = option("auto", "torch.distributed backend: auto (nccl with CUDA, else gloo), nccl (one default "
+                                  "group: NCCL for CUDA tensors, gloo for CPU tensors) or gloo.")
 
     def validate(self, prefix: str = "parallel") -> None:
         check_positive(self.tensor_model_parallel_size, f"{prefix}.tensor_model_parallel_size")

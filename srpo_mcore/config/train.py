@@ -42,7 +42,9 @@ class TrainConfig:
     steps: int = option(10, "Number of SRPO steps (rollout + update + weight sync).")
     prompts_per_step: int = option(8, "Prompts sampled per step (paper: 256).")
     samples_per_prompt: int = option(4, "Rollouts per prompt, the GRPO group size (paper: 32).")
-    mini_batches_per_step: int = option(1, "Optimizer updates per step; the rollout batch is split evenly.")
+    mini_batches_per_step: int = option(1, "Optimizer updates per step: the kept groups are split into this many "
+                                           "mini-batches of whole groups, balanced (fewer on a short batch that kept "
+                                           "fewer groups).")
     max_tokens_per_micro_batch: int = option(4096, "Token budget of one packed micro-batch per rank.")
     seed: int = option(1234, "Seed for model init, sampling order and rollouts.")
     run_dir: str = option("runs/srpo", "Where checkpoints, metrics, logs and engine files go.")

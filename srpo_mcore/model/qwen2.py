@@ -1,12 +1,14 @@
 """Qwen2.5 on Megatron-Core: config -> TransformerConfig -> GPTModel.
 
 What a layer is made of comes from a Megatron ``ModuleSpec``: Transformer Engine's (fused attention /
-flash-attn) when TE is importable on a GPU, Megatron's local spec otherwise. How it runs (TP/PP, recompute,
-sequence parallel) comes from the parallel config.
+flash-attn) when TE is importable on a GPU, Megatron's local spec otherwise, with :class:`RMSNorm` for every norm (the
+local spec's torch norm refuses sequence parallelism). How it runs (TP/PP, recompute, sequence parallel) comes from
+the parallel config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
@@ -43,10 +45,6 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig):
     from megatron.core.transformer import TransformerConfig
 
     dtype = torch_dtype(model.params_dtype)
-    impl = resolve_transformer_impl(model)
-    if parallel.sequence_parallel and impl != "transformer_engine":
-        raise ConfigError("parallel.sequence_parallel",
-                          "sequence parallelism needs Transformer Engine norms (local RMSNorm refuses it)")
     recompute = {}
     if parallel.recompute_granularity == "selective":
         recompute = {"recompute_granularity": "selective"}
@@ -93,12 +91,30 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig):
     )
 
 
-def layer_spec(model: ModelConfig):
+class RMSNorm(torch.nn.RMSNorm):
+    """The local spec's norm: torch's RMSNorm, built as Megatron's ``WrappedTorchNorm`` builds it (same numerics), that
+    also runs under sequence parallelism. There each TP rank normalises its own slice of the sequence with the
+    replicated weight, so the weight's gradient is partial on each rank; ``weight.sequence_parallel`` makes Megatron's
+    ``finalize_model_grads`` sum it over the TP group, as it does for Transformer Engine's norms."""
+
+    def __init__(self, config, hidden_size: int, eps: float = 1e-5, **unused):
+        super().__init__(hidden_size, eps=eps)
+        self.weight.sequence_parallel = config.sequence_parallel
+
+
+def layer_spec(model: ModelConfig, config):
+    """What this PP stage's decoder is made of (``config``: its Megatron ``TransformerConfig``)."""
     from megatron.core.models.gpt import gpt_layer_specs
+    from megatron.core.transformer.transformer_block import (
+        TransformerBlockSubmodules,
+        get_num_layers_to_build,
+    )
 
     if resolve_transformer_impl(model) == "transformer_engine":
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
-    return gpt_layer_specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+    layer = gpt_layer_specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+    layer.submodules = dataclasses.replace(layer.submodules, input_layernorm=RMSNorm, pre_mlp_layernorm=RMSNorm)
+    return TransformerBlockSubmodules(layer_specs=[layer] * get_num_layers_to_build(config), layer_norm=RMSNorm)
 
 
 def build_model(model: ModelConfig, parallel: ParallelConfig, *, pre_process: bool, post_process: bool):
@@ -111,7 +127,7 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *, pre_process: bo
     config = transformer_config(model, parallel)
     gpt = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(model),
+        transformer_layer_spec=layer_spec(model, config),
         vocab_size=model.padded_vocab_size,
         max_sequence_length=model.max_position_embeddings,
         pre_process=pre_process,

@@ -88,10 +88,11 @@ def greedy_accuracy(model, state, tokenizer, problems, bos_id, eos_id, max_new: 
             shards = [torch.empty_like(logits) for _ in range(state.tp_size)]
             dist.all_gather(shards, logits.contiguous(), group=state.tp_group)
             full = torch.cat(shards, dim=-1)[..., : model.config_vocab_size]
-            picked["next"] = full[torch.arange(len(outputs)), last].argmax(-1)
-            return logits.sum() * 0, torch.tensor(1), {}
+            rows = torch.arange(len(outputs), device=logits.device)
+            picked["next"] = full[rows, last.to(logits.device)].argmax(-1)
+            return logits.sum() * 0, torch.tensor(1, device=logits.device), {}
 
-        forward_backward(model, [MicroBatch(ids, {})], pick, forward_only=True)
+        forward_backward(model, [MicroBatch(ids, {}).to(state.device)], pick, forward_only=True)
         for i, token in enumerate(picked["next"].tolist()):
             if not done[i]:
                 outputs[i].append(token)
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
         mask = (labels != pad_id).float()
         # Exclude Megatron's padded vocab rows: they must never receive probability mass.
         vocab_start = state.tp_rank * logits.shape[-1]
-        padded = torch.arange(vocab_start, vocab_start + logits.shape[-1]) >= cfg.model.vocab_size
+        padded = torch.arange(vocab_start, vocab_start + logits.shape[-1], device=logits.device) >= cfg.model.vocab_size
         logits = logits.float().masked_fill(padded, float("-inf"))
         per_token = vocab_parallel_cross_entropy(logits, labels)
         loss = (per_token * mask).sum()
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
         picked = [pools[d][i] for d, n in (("math", args.batch_size - n_code), ("code", n_code))
                   for i in torch.randint(len(pools[d]), (n,), generator=rng).tolist()]
         ids, labels = make_batch(tokenizer, picked, pad_id, bos_id, eos_id)
-        batch = MicroBatch(ids, {"labels": labels})
+        batch = MicroBatch(ids, {"labels": labels}).to(state.device)
         for group in optimizer.param_groups:  # linear warm-up, then cosine decay to 10%
             group["lr"] = args.lr * min(step / args.warmup, 0.1 + 0.45 * (1 + math.cos(math.pi * step / args.steps)))
         ddp.zero_grad_buffer()

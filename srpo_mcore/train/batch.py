@@ -9,7 +9,8 @@ the same number of micro-batches on every rank) and lays each micro-batch out ri
     targets[i]    = (prompt + response)[1:]
     loss_mask[i]  = 1 where the target is a response token (0 on prompt and padding)
 
-plus per-token advantages and log-probs aligned with ``targets``. Under pipeline parallelism all micro-batches
+plus per-token advantages and log-probs aligned with ``targets``, all on the model's device (laid out on the CPU, then
+moved in one go by :meth:`MicroBatch.to`). Under pipeline parallelism all micro-batches
 of a rank share one ``[b, s]`` shape (the pipeline's p2p buffers are sized from it).
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from srpo_mcore.model.forward import MicroBatch
+from srpo_mcore.model.forward import MicroBatch, round_up
 from srpo_mcore.tasks.scoring import ScoredSample
 from srpo_mcore.train.packing import plan_micro_batches
 
@@ -31,15 +32,16 @@ def plan_rank_micro_batches(samples: list[ScoredSample], *, dp_rank: int, dp_siz
 
 
 def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]], *, pad_id: int,
-                        per_token: dict[str, list[list[float]]] | None = None, uniform_shape: bool) -> list[MicroBatch]:
-    """Lay out each index list as a right-padded micro-batch.
+                        per_token: dict[str, list[list[float]]] | None = None, uniform_shape: bool,
+                        device: torch.device | str = "cpu", seq_multiple: int = 1) -> list[MicroBatch]:
+    """Lay out each index list as a right-padded micro-batch on ``device`` (the model's, ``ParallelState.device``).
 
     ``extras`` of each micro-batch: ``targets`` (long), ``loss_mask``, ``advantages``, ``rollout_logprobs`` and any
     ``per_token`` arrays (e.g. ``old_logprobs``; one list per sample, aligned with its response tokens) as float
     ``[b, s]`` tensors, plus ``sample_index`` ``[b]`` (-1 for a dummy row). An empty index list becomes one dummy
     row of padding with zero loss weight, so every rank runs the same number of micro-batches."""
     per_token = per_token or {}
-    widths = [max((samples[i].length - 1 for i in idx), default=1) for idx in index_lists]
+    widths = [round_up(max((samples[i].length - 1 for i in idx), default=1), seq_multiple) for idx in index_lists]
     rows = [max(len(idx), 1) for idx in index_lists]
     if uniform_shape:
         widths = [max(widths)] * len(widths)
@@ -66,5 +68,5 @@ def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]
             for name, values in per_token.items():
                 floats[name][row, start:end] = torch.tensor(values[i], dtype=torch.float32)
             sample_index[row] = i
-        batches.append(MicroBatch(input_ids, {"targets": targets, "sample_index": sample_index, **floats}))
+        batches.append(MicroBatch(input_ids, {"targets": targets, "sample_index": sample_index, **floats}).to(device))
     return batches

@@ -77,10 +77,13 @@ class Policy:
         return logp.reshape(b, s).float()
 
     def _reduce_to_all(self, values: dict[str, float]) -> dict[str, float]:
-        """Sum scalars that live on (last stage, TP rank 0) ranks over the whole job; result on every rank."""
+        """Sum scalars (floats or 0-dim tensors on the model's device) that live on (last stage, TP rank 0) ranks
+        over the whole job; result on every rank. One all-reduce, on the model's device."""
         keys = sorted(values)
         contributes = self.state.is_last_stage and self.state.tp_rank == 0
-        vec = torch.tensor([values[k] if contributes else 0.0 for k in keys], dtype=torch.float64)
+        vec = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=self.state.device) for k in keys])
+        if not contributes:
+            vec.zero_()
         dist.all_reduce(vec)
         return dict(zip(keys, vec.tolist()))
 
@@ -98,7 +101,7 @@ class Policy:
             mb.extras["old_logprobs"] = torch.where(mask, logp, torch.zeros_like(logp))
             rollout.append(mb.extras["rollout_logprobs"][mask])
             trainer.append(logp[mask])
-            return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
+            return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int, device=logits.device), {}
 
         self.ddp.eval()
         forward_backward(self.ddp, micro_batches, measure, forward_only=True)
@@ -106,10 +109,10 @@ class Policy:
         if self.reference is not None:
             def reference_logprobs(logits, mb):
                 mb.extras["ref_logprobs"] = self._target_logprobs(logits, mb)
-                return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int), {}
+                return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int, device=logits.device), {}
 
             forward_backward(self.reference, micro_batches, reference_logprobs, forward_only=True)
-        empty = torch.zeros(0)
+        empty = torch.zeros(0, device=self.state.device)
         return (torch.cat(rollout) if rollout else empty), (torch.cat(trainer) if trainer else empty)
 
     def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float, global_sequences: float
@@ -127,14 +130,15 @@ class Policy:
                 mb.extras["advantages"].reshape(-1), mask.reshape(-1), config=self.loss_config,
                 rollout_logp=mb.extras["rollout_logprobs"].reshape(-1) if self.loss_config.tis_cap else None,
                 ref_logp=mb.extras["ref_logprobs"].reshape(-1) if self.reference is not None else None,
-                seq_ids=None if token_mean else torch.arange(b).repeat_interleave(s),
+                seq_ids=None if token_mean else torch.arange(b, device=logits.device).repeat_interleave(s),
                 num_global_tokens=1.0, num_global_seqs=1.0, compute_entropy=True, **self._kernel_kwargs(),
             )
             count = mask.sum() if token_mean else (mask.sum(dim=1) > 0).sum()
-            sums["loss"] += float(loss.detach())
+            # summed on the device (no host sync per micro-batch); out of place: loss.detach() shares loss's storage
+            sums["loss"] = sums["loss"] + loss.detach()
             for key in LOSS_METRICS:
                 if key in metrics:
-                    sums[key] += float(metrics[key])
+                    sums[key] = sums[key] + metrics[key].detach()
             return loss, count.to(torch.int), {}
 
         self.ddp.zero_grad_buffer()

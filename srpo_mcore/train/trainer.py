@@ -25,6 +25,7 @@ from srpo_mcore.algorithm.stages import TwoStageSchedule
 from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml
 from srpo_mcore.distributed import ParallelState
 from srpo_mcore.job import Job, inject_fault, job
+from srpo_mcore.model.forward import sequence_multiple
 from srpo_mcore.tasks.prompts import PromptTable
 from srpo_mcore.tasks.scoring import ScoredSample, score_rollouts
 from srpo_mcore.train.batch import build_micro_batches, plan_rank_micro_batches
@@ -73,7 +74,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
 
     # 4. Trainer log-probs of the sampled tokens (the PPO "old" policy) and the stale-weight guard.
     with timer("logprobs"):
-        mini_batches = split_mini_batches(samples, cfg.train.mini_batches_per_step)
+        mini_batches = split_mini_batches(samples, mini_batch_count(samples, cfg))
         micro = [build_rank_micro_batches(ctx, mb) for mb in mini_batches]
         rollout_lp, trainer_lp = zip(*(ctx.policy.compute_logprobs(m) for m in micro))
         guard = ctx.guard.update(torch.cat(rollout_lp), torch.cat(trainer_lp), group=dist.group.WORLD)
@@ -157,20 +158,42 @@ def assign_advantages(samples: list[ScoredSample], cfg: SRPOConfig) -> dict[str,
 
 
 def split_mini_batches(samples: list[ScoredSample], k: int) -> list[list[ScoredSample]]:
-    """``k`` mini-batches of whole groups (a group's samples stay together)."""
+    """Exactly ``k`` mini-batches of whole groups (a group's samples stay together), in group order, as balanced
+    as possible: the first ``groups % k`` mini-batches hold one group more than the rest. Raises ``ValueError``
+    when there are fewer groups than ``k``."""
     groups: dict[int, list[ScoredSample]] = {}
     for s in samples:
         groups.setdefault(s.group, []).append(s)
     ordered = list(groups.values())
-    per = -(-len(ordered) // k)
-    return [[s for g in ordered[i:i + per] for s in g] for i in range(0, len(ordered), per)]
+    if k < 1 or k > len(ordered):
+        raise ValueError(f"cannot split {len(ordered)} groups into train.mini_batches_per_step={k} mini-batches of "
+                         "whole groups (need 1 <= k <= groups)")
+    base, extra = divmod(len(ordered), k)
+    out, start = [], 0
+    for i in range(k):
+        end = start + base + (1 if i < extra else 0)
+        out.append([s for g in ordered[start:end] for s in g])
+        start = end
+    return out
+
+
+def mini_batch_count(samples: list[ScoredSample], cfg: SRPOConfig) -> int:
+    """``train.mini_batches_per_step``, or fewer when a short batch (sampler out of rounds or prompts) kept fewer
+    groups than that: one update per kept group then, logged."""
+    groups = len({s.group for s in samples})
+    k = cfg.train.mini_batches_per_step
+    if groups < k:
+        logger.warning("the step kept %d groups, fewer than train.mini_batches_per_step=%d: %d updates this step",
+                       groups, k, groups)
+    return min(k, groups)
 
 
 def build_rank_micro_batches(ctx: StepContext, samples: list[ScoredSample]):
     index_lists = plan_rank_micro_batches(samples, dp_rank=ctx.state.dp_rank, dp_size=ctx.state.dp_size,
                                           token_budget=ctx.cfg.train.max_tokens_per_micro_batch)
     return build_micro_batches(samples, index_lists, pad_id=ctx.tokenizer.pad_token_id or 0,
-                               uniform_shape=ctx.state.pp_size > 1)
+                               uniform_shape=ctx.state.pp_size > 1, device=ctx.state.device,
+                               seq_multiple=sequence_multiple(ctx.cfg.parallel))
 
 
 def response_metrics(ctx: StepContext, samples: list[ScoredSample]) -> dict[str, float]:

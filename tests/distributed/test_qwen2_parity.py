@@ -1,4 +1,5 @@
-"""Qwen2.5 on Megatron-Core equals HF transformers, at TP1, TP2 and TP2xPP2 (one 4-rank gloo launch).
+"""Qwen2.5 on Megatron-Core equals HF transformers, at TP1, TP2 and TP2xPP2, with and without sequence parallelism
+(one 4-rank gloo launch).
 
 The rank code is tests/distributed/workers/qwen2_parity.py; here we assert on what it found.
 """
@@ -20,7 +21,8 @@ TOL = 1e-4
 def findings(tiny_hf_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("parity")
     out = work / "findings.json"
-    run_torchrun(WORKER, 4, "--hf", str(tiny_hf_dir), "--work", str(work), "--out", str(out), timeout=600)
+    run_torchrun(WORKER, 4, "--hf", str(tiny_hf_dir), "--work", str(work), "--out", str(out), timeout=600,
+                 env={"PYTHONPATH": str(REPO_ROOT)})  # the worker imports tests.rollout.megatron_logprobs
     return json.loads(out.read_text()), work
 
 
@@ -69,3 +71,34 @@ def test_adamw_steps_reduce_fixed_batch_loss_at_tp2(findings):
     assert len(losses) == 6
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
     assert losses[-1] < 0.9 * losses[0], losses
+
+
+# ------------------------------------------------------------------------- sequence parallelism (local spec, CPU)
+
+
+@pytest.mark.parametrize("layout", ["sp_tp2pp1", "sp_tp2pp2"])
+def test_sequence_parallel_logits_match_hf(findings, layout):
+    result = findings[0][layout]
+    assert result["max_abs_diff"] <= TOL and result["argmax_equal"], result
+    assert result["padded_cols_max_abs"] == 0.0
+
+
+@pytest.mark.parametrize("layout", ["sp_tp2pp1", "sp_tp2pp2"])
+def test_sequence_parallel_logprobs_of_odd_lengths_match_hf(findings, layout):
+    # lengths 11 and 9 at TP2: megatron_logprobs pads them to a multiple of 2
+    assert findings[0][f"{layout}_odd_logprobs_max_abs_diff"] <= TOL
+
+
+def test_sequence_parallel_refuses_an_unpadded_micro_batch(findings):
+    assert "micro-batch lengths [11] must be multiples of 2" in findings[0]["sp_odd_length_refused"]
+
+
+def test_srpo_train_step_with_sequence_parallelism_equals_without(findings):
+    result = findings[0]["sp_train_step"]
+    assert result["shapes"] == {"tp": [[2, 9]], "sp": [[2, 10]]}, result  # the builder padded 9 -> 10
+    for key, (tp, sp) in result["metrics"].items():
+        assert sp == pytest.approx(tp, abs=1e-5), key
+    # every gradient the optimizer receives (DP-summed; SP's norm-weight gradients TP-summed) equals TP's
+    assert result["grad_max_abs_diff"] <= 1e-6 * max(1.0, result["grad_max_abs"]), result
+    # negative control: without the TP all-reduce of the norm weights' gradients they are partial sums
+    assert result["no_norm_grad_reduction_grad_max_abs_diff"] > 100 * result["grad_max_abs_diff"] + 1e-4, result

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from srpo_mcore.distributed import ParallelState
-from srpo_mcore.model.forward import MicroBatch, forward_backward
+from srpo_mcore.model.forward import MicroBatch, forward_backward, round_up, sequence_multiple
 
 
 @torch.no_grad()
@@ -59,20 +59,19 @@ def megatron_logprobs(model_chunk: torch.nn.Module, state: ParallelState, sequen
     lengths = [len(s) for s in sequences]
     if min(lengths) < 2:
         raise ValueError("every sequence needs at least two tokens")
-    width = max(lengths)
+    width = round_up(max(lengths), sequence_multiple(model_chunk.config))  # right padding: harmless (causal)
     ids = torch.zeros(len(sequences), width, dtype=torch.long)
     for i, seq in enumerate(sequences):
         ids[i, :len(seq)] = torch.tensor(list(seq), dtype=torch.long)
-    ids = ids.to(state.device)
     captured: dict[str, torch.Tensor] = {}
 
     def capture(logits, mb):
         captured["lp"] = vocab_parallel_logprobs(logits[:, :-1], mb.input_ids[:, 1:], vocab_size=vocab_size,
                                                  tp_group=state.tp_group, tp_rank=state.tp_rank,
                                                  temperature=temperature)
-        return logits.sum() * 0, torch.tensor(1), {}
+        return logits.sum() * 0, torch.tensor(1, device=logits.device), {}
 
-    forward_backward(model_chunk, [MicroBatch(ids, {})], capture, forward_only=True)
+    forward_backward(model_chunk, [MicroBatch(ids, {}).to(state.device)], capture, forward_only=True)
     lp = captured.get("lp")
     if state.pp_size > 1 and to_all_stages:
         if lp is None:

@@ -4,7 +4,11 @@ One launch walks through the layouts TP1 (DP4), TP2 (DP2) and TP2xPP2 (DP1) and 
 HF transformers computed for the same random weights:
   * logits parity at each layout, and a wrong-QKV-layout negative control at TP2;
   * a distributed checkpoint saved at TP2xPP2 and loaded at TP1xPP1, and an HF export from TP2xPP2;
-  * a few AdamW steps with Megatron DDP at TP2 reduce a fixed-batch loss.
+  * a few AdamW steps with Megatron DDP at TP2 reduce a fixed-batch loss;
+  * sequence parallelism (local spec) at TP2 and TP2xPP2: logits parity, log-probs of odd-length sequences (padded
+    to a multiple of TP), an odd micro-batch length refused, and one SRPO train step (Policy, odd-length samples
+    padded by the micro-batch builder) equal to the same step without SP; a negative control drops the TP
+    all-reduce of the norm weights' gradients.
 Rank 0 writes the findings to --out as JSON; the pytest side asserts on them.
 """
 
@@ -20,11 +24,17 @@ configure_process_environment()
 
 from srpo_mcore.config import load_config  # noqa: E402
 from srpo_mcore.distributed import init_model_parallel  # noqa: E402
-from srpo_mcore.model.forward import MicroBatch, forward_backward  # noqa: E402
+from srpo_mcore.model.forward import MicroBatch, forward_backward, sequence_multiple  # noqa: E402
 from srpo_mcore.model.hf_checkpoint import load_hf_into_model, save_hf_checkpoint  # noqa: E402
 from srpo_mcore.model.mcore_checkpoint import load_model_checkpoint, save_model_checkpoint  # noqa: E402
 from srpo_mcore.model.qwen2 import build_model  # noqa: E402
+from srpo_mcore.tasks.scoring import ScoredSample  # noqa: E402
+from srpo_mcore.train.batch import build_micro_batches, plan_rank_micro_batches  # noqa: E402
 from srpo_mcore.train.optim import build_optimizer, wrap_ddp  # noqa: E402
+from srpo_mcore.train.policy import Policy  # noqa: E402
+from tests.rollout.megatron_logprobs import megatron_logprobs  # noqa: E402
+
+SP = "parallel.sequence_parallel=true"
 
 
 def gathered_logits(model, state, input_ids):
@@ -57,6 +67,82 @@ def compare(name, logits, ref, vocab, results, state):
     same_argmax = bool((logits[..., :vocab].argmax(-1) == ref.argmax(-1)).all())
     results[name] = {"max_abs_diff": diff, "argmax_equal": same_argmax, "rank": state.rank,
                      "padded_cols_max_abs": logits[..., vocab:].abs().max().item()}
+
+
+def srpo_train_step(hf, overrides, tamper=None):
+    """One SRPO update at TP2 (DP2) through Policy on four odd-length samples: (metrics, this rank's gradients as the
+    optimizer received them: summed over DP and, for SP's norm weights, over TP; micro-batch shapes)."""
+    cfg = load_config("configs/models/tiny.yaml", ["parallel.tensor_model_parallel_size=2", *overrides])
+    state = init_model_parallel(2, 1, 1)
+    policy = Policy(cfg, state)
+    policy.load_initial_weights(hf, policy=True)
+    if tamper is not None:
+        tamper(policy.chunk)
+    g = torch.Generator().manual_seed(0)
+    samples = [ScoredSample(group=i // 2, prompt_id=str(i), domain="math",
+                            prompt_ids=torch.randint(3, 200, (p,), generator=g).tolist(),
+                            response_ids=torch.randint(3, 200, (r,), generator=g).tolist(),
+                            rollout_logprobs=[-5.0] * r, finish_reason="stop", advantage=0.5 * (-1.0) ** i)
+               for i, (p, r) in enumerate([(3, 5), (4, 4), (2, 8), (5, 3)])]  # input lengths 7, 7, 9, 7
+    index_lists = plan_rank_micro_batches(samples, dp_rank=state.dp_rank, dp_size=state.dp_size, token_budget=64)
+    mbs = build_micro_batches(samples, index_lists, pad_id=0, uniform_shape=False, device=state.device,
+                              seq_multiple=sequence_multiple(cfg.parallel))
+    policy.compute_logprobs(mbs)
+    metrics = policy.train_step(mbs, global_tokens=20.0, global_sequences=4.0)
+    grads = {name: p.main_grad.detach().clone() for name, p in policy.chunk.named_parameters()}
+    return metrics, grads, [mb.shape for mb in mbs]
+
+
+def max_diff(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def sequence_parallel_checks(args, ref, local):
+    """Section 5 (sequence parallelism); findings under ``sp_*`` keys."""
+    input_ids, ref_logits = ref["input_ids"], ref["logits"]
+    for tp, pp in [(2, 1), (2, 2)]:
+        cfg, state, model = make([SP], tp, pp)
+        load_hf_into_model(model, cfg.model, args.hf, state.tp_rank, state.tp_size)
+        compare(f"sp_tp{tp}pp{pp}", gathered_logits(model, state, input_ids), ref_logits, cfg.model.vocab_size,
+                local, state)
+        # Odd lengths 11 and 9: megatron_logprobs pads them to a multiple of TP; HF's log-probs are the reference.
+        lengths = (11, 9)
+        lps = megatron_logprobs(model, state, [input_ids[i, :n].tolist() for i, n in enumerate(lengths)],
+                                vocab_size=cfg.model.vocab_size)
+        hf_lp = torch.log_softmax(ref_logits.double(), dim=-1)
+        diff = max((lp.double() - hf_lp[i, :n - 1].gather(-1, input_ids[i, 1:n, None]).squeeze(-1)).abs().max().item()
+                   for i, (lp, n) in enumerate(zip(lps, lengths)))
+        if state.rank == 0:
+            local[f"sp_tp{tp}pp{pp}_odd_logprobs_max_abs_diff"] = diff
+        if pp == 1:
+            try:
+                forward_backward(model, [MicroBatch(input_ids[:, :11].contiguous(), {})],
+                                 lambda logits, mb: (logits.sum() * 0, torch.tensor(1), {}), forward_only=True)
+                refused = ""
+            except ValueError as err:
+                refused = str(err)
+            if state.rank == 0:
+                local["sp_odd_length_refused"] = refused
+
+    base_metrics, base_grads, base_shapes = srpo_train_step(args.hf, [])
+    sp_metrics, sp_grads, sp_shapes = srpo_train_step(args.hf, [SP])
+
+    def drop_norm_grad_reduction(chunk):
+        for name, p in chunk.named_parameters():
+            if "layernorm" in name:
+                p.sequence_parallel = False
+
+    _, bad_grads, _ = srpo_train_step(args.hf, [SP], tamper=drop_norm_grad_reduction)
+    diffs = torch.tensor([max_diff(base_grads, sp_grads), max_diff(base_grads, bad_grads),
+                          max_diff(base_grads, {k: v * 0 for k, v in base_grads.items()})], dtype=torch.float64)
+    dist.all_reduce(diffs, op=dist.ReduceOp.MAX)
+    if state.rank == 0:
+        local["sp_train_step"] = {
+            "grad_max_abs_diff": diffs[0].item(), "no_norm_grad_reduction_grad_max_abs_diff": diffs[1].item(),
+            "grad_max_abs": diffs[2].item(),
+            "metrics": {k: [base_metrics[k], sp_metrics[k]] for k in base_metrics if k.startswith("loss/")},
+            "shapes": {"tp": [list(s) for s in base_shapes], "sp": [list(s) for s in sp_shapes]},
+        }
 
 
 def main():
@@ -131,6 +217,9 @@ def main():
             losses.append(float(out[0]["loss_sum"]) / out[0]["tokens"])
     if state.rank == 0:
         local["train_losses"] = losses
+
+    # 5. Sequence parallelism.
+    sequence_parallel_checks(args, ref, local)
 
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, local)
