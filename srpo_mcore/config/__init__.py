@@ -65,6 +65,10 @@ class SRPOConfig:
         check(total <= self.model.max_position_embeddings, "rollout.max_response_length",
               f"prompt ({self.rollout.max_prompt_length}) + response ({self.rollout.max_response_length}) exceeds "
               f"model.max_position_embeddings={self.model.max_position_embeddings}")
+        updates = self.train.steps * self.train.mini_batches_per_step
+        check(self.optimizer.lr_warmup_steps <= updates, "optimizer.lr_warmup_steps",
+              f"{self.optimizer.lr_warmup_steps} warm-up updates exceed the run's {updates} optimizer updates "
+              "(train.steps x train.mini_batches_per_step)")
         check(total <= self.train.max_tokens_per_micro_batch, "train.max_tokens_per_micro_batch",
               f"{self.train.max_tokens_per_micro_batch} cannot hold one full sequence of {total} tokens")
 

@@ -221,7 +221,7 @@ class PreemptionFlag:
 
 def trainer_state(ctx: StepContext) -> dict:
     return {"samplers": {d: s.state_dict() for d, s in ctx.samplers.items()}, "stages": ctx.stages.state_dict(),
-            "guard_baseline": ctx.guard.baseline}
+            "guard_baseline": ctx.guard.baseline, "lr_scheduler": ctx.policy.lr_scheduler.state_dict()}
 
 
 def restore_trainer_state(ctx: StepContext, state: dict) -> None:
@@ -229,6 +229,7 @@ def restore_trainer_state(ctx: StepContext, state: dict) -> None:
         sampler.load_state_dict(state["samplers"][domain])
     ctx.stages.load_state_dict(state["stages"])
     ctx.guard.baseline = state.get("guard_baseline")
+    ctx.policy.lr_scheduler.load_state_dict(state["lr_scheduler"])
 
 
 class _ConsoleFilter(logging.Filter):
