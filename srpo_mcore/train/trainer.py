@@ -256,7 +256,9 @@ def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSam
     for offset, domain in enumerate(("math", "code")):
         ids = prompts.by_domain[domain]
         if ids:
-            samplers[domain] = build_prompt_sampler(cfg.sampling, ids, seed=cfg.train.seed + offset)
+            samplers[domain] = build_prompt_sampler(cfg.sampling, ids, seed=cfg.train.seed + offset,
+                                                    keys=[prompts[i].key for i in ids],
+                                                    labels=[prompts[i].record.id for i in ids])
     return samplers
 
 
