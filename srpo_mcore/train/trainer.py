@@ -324,12 +324,13 @@ def run_training(cfg: SRPOConfig) -> int:
         for step in range(start_step + 1, cfg.train.steps + 1):
             record = srpo_step(ctx, step)
             record["stage/current"] = float(ctx.stages.stage)  # the stage this step's batch was drawn in
-            switch = ctx.stages.observe(step, record.get("reward/math_mean", record["reward/mean"]))
+            evaluated = bool(cfg.train.eval_interval) and step % cfg.train.eval_interval == 0
+            if evaluated:
+                record.update(evaluate(ctx))
+            switch = ctx.stages.observe(step, stage_probe_score(cfg, record) if evaluated else None)
             if switch is not None:
                 metrics.message(switch.message())
                 record["stage/switched"] = 1.0  # the next step is the first of stage 2
-            if cfg.train.eval_interval and step % cfg.train.eval_interval == 0:
-                record.update(evaluate(ctx))
             metrics.log(step, record)
             stop = preemption.agreed()
             if stop or (cfg.train.save_interval and step % cfg.train.save_interval == 0) or step == cfg.train.steps:
@@ -359,6 +360,15 @@ def run_training(cfg: SRPOConfig) -> int:
         ctx.weight_sync.close()
         shutdown_job(engine)
     return exit_code
+
+
+def stage_probe_score(cfg: SRPOConfig, record: dict[str, float]) -> float | None:
+    """What the stage-1 plateau rule reads after an evaluation: the held-out math pass@1 (a fixed problem set)."""
+    score = record.get("eval/math_pass@1")
+    if score is None and cfg.stages.two_stage and cfg.stages.plateau_window > 0:
+        raise SystemExit(f"error: stages.plateau_window reads the held-out math pass@1, but data.eval_files "
+                         f"({', '.join(cfg.data.eval_files)}) hold no math problems")
+    return score
 
 
 def evaluate(ctx: StepContext) -> dict[str, float]:
