@@ -21,6 +21,7 @@ and row. ``detect_format`` recognises a row's layout by its keys.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -269,7 +270,20 @@ def from_livecodebench(row: dict, source: str, index: int) -> CodeRecord:
         entry_point=entry_point,
         time_limit=_time_limit(problem),
         source=source,
+        meta=_contest_date(row),
     )
+
+
+def _contest_date(row: dict) -> dict:
+    """LiveCodeBench's release files date each problem (``contest_date``, ISO 8601, e.g. "2023-08-21T00:00:00"):
+    kept as ``meta["contest_date"]`` ("YYYY-MM-DD") for evaluation windows. Rows without one get no date."""
+    value = require(row, "contest_date", str, optional=True)
+    if value is None:
+        return {}
+    try:
+        return {"contest_date": datetime.date.fromisoformat(value[:10]).isoformat()}
+    except ValueError:
+        raise DataError(f"expected an ISO date (YYYY-MM-DD...), got {value!r}", field="contest_date") from None
 
 
 def from_record(row: dict, source: str, index: int) -> Record:
