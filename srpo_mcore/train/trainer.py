@@ -225,6 +225,11 @@ def trainer_state(ctx: StepContext) -> dict:
 
 
 def restore_trainer_state(ctx: StepContext, state: dict) -> None:
+    missing = [k for k in ("samplers", "stages", "lr_scheduler") if k not in state]
+    if missing or any("prompts" not in s for s in state["samplers"].values()):
+        raise RuntimeError(f"the checkpoint's trainer_state.json lacks {missing or 'samplers.*.prompts'}: it was written "
+                           "by an older srpo-mcore (before the LR schedule and content-keyed sampler state); resume it "
+                           "with that version or start a new train.run_dir")
     for domain, sampler in ctx.samplers.items():
         sampler.load_state_dict(state["samplers"][domain])
     ctx.stages.load_state_dict(state["stages"])

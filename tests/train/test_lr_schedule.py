@@ -96,3 +96,13 @@ def test_warmup_longer_than_the_run_is_a_config_error():
         load_config(None, ["train.steps=5", "train.mini_batches_per_step=1", "optimizer.lr_warmup_steps=6"])
     load_config(None, ["train.steps=3", "train.prompts_per_step=8", "train.mini_batches_per_step=2",
                        "optimizer.lr_warmup_steps=6"])
+
+
+def test_checkpoint_without_scheduler_state_is_a_clear_error():
+    from types import SimpleNamespace
+
+    from srpo_mcore.train.trainer import restore_trainer_state
+
+    ctx = SimpleNamespace(samplers={}, stages=None, guard=None, policy=None)
+    with pytest.raises(RuntimeError, match=r"lacks \['lr_scheduler'\]: it was written by an older srpo-mcore"):
+        restore_trainer_state(ctx, {"step": 2, "samplers": {}, "stages": {}})
