@@ -11,14 +11,16 @@ When every prompt is dropped, ``when_all_solved`` decides: ``"reset"`` starts ag
 set (the epoch's stats say ``reset_to_full_set``), ``"stop"`` leaves an empty set and the sampler reports
 itself exhausted.
 
-The state (active set, this epoch's tallies) is plain JSON: lists of ints, no tuples or int keys.
+The state (active set, this epoch's tallies) is plain JSON keyed by each prompt's stable key (a content hash,
+see :mod:`srpo_mcore.algorithm.prompt_identity`), not by its number: a reordered data set resumes exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from srpo_mcore.algorithm.prompt_identity import n_prompts
 from srpo_mcore.config.algorithm import WHEN_ALL_SOLVED
 
 
@@ -42,12 +44,19 @@ class EpochResampleStats:
 class HistoryResampler:
     """The set of prompt ids still in play, and this epoch's outcome tallies per prompt."""
 
-    def __init__(self, prompt_ids: Iterable[int], when_all_solved: str = "reset"):
+    def __init__(self, prompt_ids: Iterable[int], when_all_solved: str = "reset", keys: Mapping[int, str] | None = None):
+        """``keys``: each prompt number's stable key (default: the number itself, as text). The prompt sets are
+        kept in key order, so the epoch shuffles do not depend on where a prompt sits in the table."""
         if when_all_solved not in WHEN_ALL_SOLVED:
             raise ValueError(f"when_all_solved={when_all_solved!r}, expected one of {WHEN_ALL_SOLVED}")
-        self._all_ids = sorted(int(p) for p in prompt_ids)
-        if len(set(self._all_ids)) != len(self._all_ids):
+        ids = [int(p) for p in prompt_ids]
+        if len(set(ids)) != len(ids):
             raise ValueError("prompt ids must be unique")
+        self._key = {p: str(keys[p]) for p in ids} if keys is not None else {p: str(p) for p in ids}
+        if len(set(self._key.values())) != len(ids):
+            raise ValueError("prompt keys must be unique")
+        self._id_of = {k: p for p, k in self._key.items()}
+        self._all_ids = sorted(ids, key=self._key.__getitem__) if keys is not None else sorted(ids)
         self.when_all_solved = when_all_solved
         self._active: list[int] = list(self._all_ids)
         self._active_set = set(self._active)
@@ -55,7 +64,7 @@ class HistoryResampler:
 
     @property
     def active_prompt_ids(self) -> list[int]:
-        """This epoch's prompt ids, sorted (the sampler shuffles them)."""
+        """This epoch's prompt ids, in key order (the sampler shuffles them)."""
         return list(self._active)
 
     def record(self, prompt_id: int, correct: Sequence[bool | int]) -> None:
@@ -102,24 +111,26 @@ class HistoryResampler:
         return stats
 
     def state_dict(self) -> dict:
+        key = self._key
         return {
             "num_prompts": len(self._all_ids),
             "when_all_solved": self.when_all_solved,
-            "active": list(self._active),
-            "tally": [[pid, c, n] for pid, (c, n) in sorted(self._tally.items())],
+            "active": [key[p] for p in self._active],
+            "tally": [[key[pid], c, n] for pid, (c, n) in sorted(self._tally.items(), key=lambda t: key[t[0]])],
         }
 
     def load_state_dict(self, state: dict) -> None:
+        saved_keys = set(state["active"]) | {k for k, _, _ in state["tally"]}
+        unknown = sorted(saved_keys - set(self._id_of))
+        if unknown:
+            raise ValueError(f"{n_prompts(len(unknown))} in the checkpoint's History Resampling state not in the data "
+                             f"set: first: {unknown[0]}; resume with the same data set")
         if state["num_prompts"] != len(self._all_ids):
             raise ValueError(
                 f"checkpoint was taken over {state['num_prompts']} prompts, this run has "
                 f"{len(self._all_ids)}: History Resampling state does not match the data set"
             )
-        active = [int(p) for p in state["active"]]
-        unknown = set(active) - set(self._all_ids)
-        if unknown:
-            raise ValueError(f"checkpoint names prompt ids not in this data set, e.g. {sorted(unknown)[:5]}")
         self.when_all_solved = state["when_all_solved"]
-        self._active = active
-        self._active_set = set(active)
-        self._tally = {int(pid): [int(c), int(n)] for pid, c, n in state["tally"]}
+        self._active = [self._id_of[k] for k in state["active"]]
+        self._active_set = set(self._active)
+        self._tally = {self._id_of[k]: [int(c), int(n)] for k, c, n in state["tally"]}

@@ -20,7 +20,10 @@ groups whose rewards are all equal, and goes on until the batch is full or ``max
 surplus groups of the last round are dropped (their prompts count as used).
 
 Exact resume: checkpoint between steps (not inside an assembly) with :meth:`PromptSampler.state_dict`; a
-sampler built over the same prompt ids and loaded with it continues with the very next prompt.
+sampler built over the same prompts and loaded with it continues with the very next prompt. Prompts are known
+to the state by their stable keys (content hashes, :mod:`srpo_mcore.algorithm.prompt_identity`): the epoch
+orders are shuffles of the prompts in key order, so a reordered data set resumes exactly, and a changed one
+fails naming the prompts that changed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from srpo_mcore.algorithm.history_resampling import EpochResampleStats, HistoryResampler
+from srpo_mcore.algorithm.prompt_identity import check_same_prompts
 from srpo_mcore.config.algorithm import SamplingConfig
 
 
@@ -70,8 +74,12 @@ class PromptSampler:
     this base class serves every prompt once per epoch and keeps every group."""
 
     strategy = "vanilla"
+    state_name = "sampler"  # how errors name this sampler's checkpointed state
 
-    def __init__(self, prompt_ids: Sequence[int], seed: int):
+    def __init__(self, prompt_ids: Sequence[int], seed: int, keys: Sequence[str] | None = None,
+                 labels: Sequence[str] | None = None):
+        """``keys``: each prompt's stable key, parallel to ``prompt_ids`` (default: the number as text);
+        ``labels``: readable names for errors (default: the keys)."""
         ids = [int(p) for p in prompt_ids]
         if not ids:
             raise ValueError("a prompt sampler needs at least one prompt")
@@ -79,7 +87,14 @@ class PromptSampler:
             raise ValueError("prompt ids must be unique")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        self.prompt_ids = sorted(ids)
+        texts = [str(k) for k in keys] if keys is not None else [str(p) for p in ids]
+        if len(texts) != len(ids) or (labels is not None and len(labels) != len(ids)):
+            raise ValueError(f"{len(ids)} prompt ids need as many keys and labels")
+        if len(set(texts)) != len(texts):
+            raise ValueError("prompt keys must be unique")
+        self.keys = dict(zip(ids, texts))
+        self.labels = dict(zip(ids, labels if labels is not None else texts))
+        self.prompt_ids = sorted(ids, key=self.keys.__getitem__) if keys is not None else sorted(ids)
         self.seed = int(seed)
         self._epoch = 0
         self._position = 0
@@ -159,6 +174,7 @@ class PromptSampler:
             "num_prompts": len(self.prompt_ids),
             "epoch": self._epoch,
             "position": self._position,
+            "prompts": {self.keys[p]: self.labels[p] for p in self.prompt_ids},  # key -> label
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -167,11 +183,8 @@ class PromptSampler:
                 f"checkpoint was taken with sampling strategy {state['strategy']!r}, this run uses "
                 f"{self.strategy!r}; resume with the same strategy"
             )
-        if state["num_prompts"] != len(self.prompt_ids):
-            raise ValueError(
-                f"checkpoint was taken over {state['num_prompts']} prompts, this run has "
-                f"{len(self.prompt_ids)}; resume with the same data set"
-            )
+        check_same_prompts(state["prompts"], {self.keys[p]: self.labels[p] for p in self.prompt_ids},
+                           self.state_name)
         self.seed = int(state["seed"])
         self._epoch = int(state["epoch"])
         self._order = None
@@ -198,10 +211,12 @@ class HistoryResamplingSampler(PromptSampler):
     """SRPO: each epoch trains on the prompts whose rollouts were not all correct in the epoch before."""
 
     strategy = "history_resampling"
+    state_name = "History Resampling"
 
-    def __init__(self, prompt_ids: Sequence[int], seed: int, when_all_solved: str = "reset"):
-        super().__init__(prompt_ids, seed)
-        self.history = HistoryResampler(self.prompt_ids, when_all_solved)
+    def __init__(self, prompt_ids: Sequence[int], seed: int, when_all_solved: str = "reset",
+                 keys: Sequence[str] | None = None, labels: Sequence[str] | None = None):
+        super().__init__(prompt_ids, seed, keys, labels)
+        self.history = HistoryResampler(self.prompt_ids, when_all_solved, self.keys if keys is not None else None)
         self.last_resample: EpochResampleStats | None = None
         self._index_in_order: dict[int, int] | None = None
 
@@ -249,9 +264,10 @@ class DynamicSampler(VanillaSampler):
     strategy = "dynamic"
 
     def __init__(
-        self, prompt_ids: Sequence[int], seed: int, oversample_factor: float = 1.5, max_rounds: int = 4
+        self, prompt_ids: Sequence[int], seed: int, oversample_factor: float = 1.5, max_rounds: int = 4,
+        keys: Sequence[str] | None = None, labels: Sequence[str] | None = None,
     ):
-        super().__init__(prompt_ids, seed)
+        super().__init__(prompt_ids, seed, keys, labels)
         if oversample_factor < 1.0 or max_rounds < 1:
             raise ValueError(
                 f"need oversample_factor >= 1 and max_rounds >= 1, got {oversample_factor}, {max_rounds}"
@@ -351,12 +367,15 @@ class BatchAssembly:
         )
 
 
-def build_prompt_sampler(config: SamplingConfig, prompt_ids: Sequence[int], seed: int) -> PromptSampler:
-    """The sampler ``config.strategy`` names, over ``prompt_ids``, shuffled from ``seed`` (the run's seed)."""
+def build_prompt_sampler(config: SamplingConfig, prompt_ids: Sequence[int], seed: int,
+                         keys: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> PromptSampler:
+    """The sampler ``config.strategy`` names, over ``prompt_ids`` (with their stable ``keys`` and readable
+    ``labels``, parallel to them), shuffled from ``seed`` (the run's seed)."""
     if config.strategy == "vanilla":
-        return VanillaSampler(prompt_ids, seed)
+        return VanillaSampler(prompt_ids, seed, keys, labels)
     if config.strategy == "history_resampling":
-        return HistoryResamplingSampler(prompt_ids, seed, config.when_all_solved)
+        return HistoryResamplingSampler(prompt_ids, seed, config.when_all_solved, keys, labels)
     if config.strategy == "dynamic":
-        return DynamicSampler(prompt_ids, seed, config.dynamic_oversample_factor, config.dynamic_max_rounds)
+        return DynamicSampler(prompt_ids, seed, config.dynamic_oversample_factor, config.dynamic_max_rounds,
+                              keys, labels)
     raise ValueError(f"unknown sampling strategy {config.strategy!r}")

@@ -66,6 +66,14 @@ class SRPOConfig:
         check(total <= self.model.max_position_embeddings, "rollout.max_response_length",
               f"prompt ({self.rollout.max_prompt_length}) + response ({self.rollout.max_response_length}) exceeds "
               f"model.max_position_embeddings={self.model.max_position_embeddings}")
+        if self.stages.two_stage and self.stages.plateau_window > 0:
+            check(self.train.eval_interval > 0 and bool(self.data.eval_files), "stages.plateau_window",
+                  "the plateau rule reads the held-out math pass@1 of the periodic evaluation: set "
+                  "train.eval_interval > 0 and data.eval_files (with math problems), or use stages.switch_step")
+        updates = self.train.steps * self.train.mini_batches_per_step
+        check(self.optimizer.lr_warmup_steps <= updates, "optimizer.lr_warmup_steps",
+              f"{self.optimizer.lr_warmup_steps} warm-up updates exceed the run's {updates} optimizer updates "
+              "(train.steps x train.mini_batches_per_step)")
         check(total <= self.train.max_tokens_per_micro_batch, "train.max_tokens_per_micro_batch",
               f"{self.train.max_tokens_per_micro_batch} cannot hold one full sequence of {total} tokens")
 

@@ -114,11 +114,13 @@ class StageConfig:
     )
     plateau_window: int = option(
         0,
-        "Switch when the mean stage-1 reward of the last N steps beats that of the N before by less than "
-        "plateau_min_improvement; 0 disables.",
+        "Switch when the held-out math pass@1 (the periodic evaluation on data.eval_files, every "
+        "train.eval_interval steps) averaged over the last N evaluations beats that of the N before by less "
+        "than plateau_min_improvement; 0 disables. Not the training reward: History Resampling lowers it at "
+        "every epoch boundary by dropping solved prompts.",
     )
     plateau_min_improvement: float = option(
-        0.005, "Smallest window-to-window reward gain that is not a plateau."
+        0.005, "Smallest window-to-window gain in held-out math pass@1 that is not a plateau."
     )
     min_stage1_steps: int = option(0, "The plateau rule cannot switch before this many stage-1 steps.")
     stage2_code_fraction: float = option(

@@ -4,7 +4,7 @@ Total reward of one response (see ``srpo_mcore/rewards/manager.py``)::
 
     reward = accuracy_weight * accuracy                      # 1 if the answer / all tests are right
            - format_weight * (0 if format_ok else 1)         # the format the prompt template asks for
-           - language_penalty_weight * language_penalty      # 1 if the prose mixes scripts (SRPO)
+           - language_penalty_weight * language_penalty      # 0..1: prose in another script than the prompt's
 
 so a right, well-formed, single-language response scores exactly ``accuracy_weight``.
 """
@@ -29,8 +29,8 @@ class RewardConfig:
     format_weight: float = option(
         0.1, "Subtracted when the response does not follow the format the template asks for (0 disables).")
     language_penalty_weight: float = option(
-        0.1, "Subtracted when the response mixes scripts beyond language_penalty_threshold (SRPO penalises "
-        "mixed-language output; the paper gives no value; 0 disables).")
+        0.1, "Weight of the graded language penalty (0..1, see language_penalty_threshold): SRPO penalises "
+        "mixed-language output; the paper gives no value; 0 disables.")
     math_format: str = option(
         "think_boxed", "Math format: think_boxed (R1-Zero: reasoning, one </think>, then an answer with "
         "\\boxed{}), boxed (a \\boxed{} answer) or none.")
@@ -38,12 +38,17 @@ class RewardConfig:
         "think_code", "Code format: think_code (reasoning, one </think>, then a ```python block), code_block "
         "(a ```python block) or none.")
     require_think_close: bool = option(
-        False, "Take answers and code only after </think>: a response without it scores 0 (templates that "
-        "open <think> in the prompt). A response with <think> but no </think> never has an answer.")
+        False, "Take answers and code only after </think>: a response without it scores 0. Set it with templates "
+        "that open <think> in the prompt (r1_zero_*; the paper recipe does), so a response that never closes its "
+        "reasoning, a truncated one included, cannot score. A response with <think> but no </think> never has an "
+        "answer either way.")
     language_penalty_threshold: float = option(
-        0.1, "Penalise when the share of prose units (words; CJK characters) outside the dominant script "
-        "exceeds this; code, LaTeX and inline code are not prose.")
-    language_min_units: int = option(20, "Responses with fewer prose units are never penalised.")
+        0.1, "Share of the response's prose in another script than the prompt's that is tolerated (English "
+        "technical terms in a Chinese answer); above it the penalty rises linearly to 1 when all prose is foreign. "
+        "Prose is counted in letter-equivalents (a letter; 2.5 per CJK character); code, math, identifiers and "
+        "one-letter words are not prose (srpo_mcore/rewards/format.py).")
+    language_min_units: int = option(
+        20, "Responses with fewer prose letter-equivalents (~4 English words, 8 CJK characters) are never penalised.")
 
     # -- math ----------------------------------------------------------------------------------------------
     math_workers: int = option(2, "Processes verifying math answers with math-verify.")

@@ -9,12 +9,16 @@ from srpo_mcore.config.base import check, check_choice, check_positive, option
 
 @dataclass
 class OptimizerConfig:
-    """AdamW through Megatron-Core's optimizer wrapper. Paper recipe: betas (0.9, 0.95), constant lr 1e-6."""
+    """AdamW through Megatron-Core's optimizer wrapper. Paper recipe: betas (0.9, 0.95), constant lr 1e-6.
+    The schedule (``srpo_mcore/train/optim.py``, ``LRScheduler``) counts optimizer updates: ``train.steps x
+    train.mini_batches_per_step`` in a run."""
 
     lr: float = option(1e-6, "Peak learning rate.")
-    min_lr: float = option(0.0, "Floor of a decaying schedule.")
-    lr_schedule: str = option("constant", "constant, linear or cosine (after warmup).")
-    lr_warmup_steps: int = option(0, "Linear warmup steps.")
+    min_lr: float = option(0.0, "Where linear and cosine decay end (at the run's last update).")
+    lr_schedule: str = option(
+        "constant", "constant, linear or cosine decay from lr to min_lr over the updates after the warm-up.")
+    lr_warmup_steps: int = option(
+        0, "Optimizer updates of linear warm-up: update n < W trains at lr * (n + 1) / W (0: none).")
     adam_beta1: float = option(0.9, "AdamW beta1.")
     adam_beta2: float = option(0.95, "AdamW beta2.")
     adam_eps: float = option(1e-8, "AdamW epsilon.")

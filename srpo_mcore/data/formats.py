@@ -22,6 +22,7 @@ table of :class:`MathLayout`; the code layouts each have a function. ``detect_fo
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -251,6 +252,7 @@ def from_livecodebench(row: dict, source: str, index: int) -> CodeRecord:
         entry_point=entry_point,
         time_limit=_time_limit(problem),
         source=source,
+        meta=_contest_date(row),
     )
 
 
@@ -266,6 +268,18 @@ def _io_tests(row: dict, *, typed: bool) -> list[CodeTest]:
             raise DataError(f"{kind!r} is not one of 'stdin', 'functional'", field=f"tests[{i}].testtype")
         tests.append(CodeTest(kind, _io_text(item, "input", i), _io_text(item, "output", i)))
     return tests
+
+
+def _contest_date(row: dict) -> dict:
+    """LiveCodeBench's release files date each problem (``contest_date``, ISO 8601, e.g. "2023-08-21T00:00:00"):
+    kept as ``meta["contest_date"]`` ("YYYY-MM-DD") for evaluation windows. Rows without one get no date."""
+    value = require(row, "contest_date", str, optional=True)
+    if value is None:
+        return {}
+    try:
+        return {"contest_date": datetime.date.fromisoformat(value[:10]).isoformat()}
+    except ValueError:
+        raise DataError(f"expected an ISO date (YYYY-MM-DD...), got {value!r}", field="contest_date") from None
 
 
 def from_record(row: dict, source: str, index: int) -> Record:

@@ -47,7 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data", nargs="+", default=[], metavar="FILE", help="any loadable data file(s)")
     ap.add_argument("--data-dir", type=Path, help="the named benchmarks' files (default: shared/data beside the "
                     "checkout)")
-    ap.add_argument("--k", type=int, help="samples per problem (default: 32 for AIME, else 1)")
+    ap.add_argument("--k", type=int, help="samples per problem (default: 32 for AIME and LiveCodeBench, else 1)")
+    ap.add_argument("--since", metavar="YYYY-MM-DD", help="LiveCodeBench (dated records): only problems released "
+                    "on or after this date")
+    ap.add_argument("--until", metavar="YYYY-MM-DD", help="... and on or before this date")
     ap.add_argument("--limit", type=int, metavar="N", help="only the first N problems of each benchmark")
     ap.add_argument("--temperature", type=float)
     ap.add_argument("--top-p", type=float)
@@ -73,7 +76,8 @@ def build_plan(args: argparse.Namespace, argv: list[str]):
     from srpo_mcore.eval.checkpoint import resolve_hf, resolve_mcore
     from srpo_mcore.eval.runner import EvalPlan
 
-    benchmarks = resolve(args.benchmark, args.data, data_dir=args.data_dir, k=args.k, limit=args.limit)
+    benchmarks = resolve(args.benchmark, args.data, data_dir=args.data_dir, k=args.k, limit=args.limit,
+                         since=args.since, until=args.until)
     ckpt = resolve_hf(args.hf, args.dtype) if args.hf else resolve_mcore(args.mcore, args.dtype)
     try:
         config_file = args.config or ckpt.run_config

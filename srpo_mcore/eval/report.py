@@ -1,6 +1,7 @@
 """What an evaluation leaves behind, in ``--out``:
 
-* ``summary.json``: the checkpoint, the sampling settings, and per benchmark: problems, k, pass@1 (mean over
+* ``summary.json``: the checkpoint, the sampling settings (temperature, top-p, max tokens, seed, k per
+  benchmark), and per benchmark: problems, k, the release-date window when one filtered it, pass@1 (mean over
   problems of correct samples / k), per-domain pass@1 for mixed files, mean response length (tokens),
   truncated and well-formatted fractions, prompts dropped for length; ``pending``: benchmarks not evaluated
   yet (both files are rewritten after every benchmark, so a crash keeps the finished ones);
@@ -37,6 +38,8 @@ class BenchmarkResult:
             "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),
             "format_ok_fraction": sum(bool(s.extras.get("format_ok")) for s in samples) / len(samples),
             "dropped_too_long": sum(self.prompts.dropped_too_long.values()),
+            "date_window": (dict(zip(("since", "until"), self.benchmark.date_window))
+                            if self.benchmark.window_applies([p.record for p in self.prompts.prompts]) else None),
             "seconds": round(self.seconds, 2),
         }
         if len({s.domain for s in samples}) > 1:
@@ -64,7 +67,8 @@ def write(plan, results: list[BenchmarkResult], *, world_size: int, pending: lis
         "config": plan.config_file,  # where the settings below came from (None: built-in defaults)
         "settings": {"temperature": rollout.temperature, "top_p": rollout.top_p,
                      "max_tokens": rollout.max_response_length, "max_prompt_length": rollout.max_prompt_length,
-                     "seed": plan.seed, "dtype": plan.cfg.model.params_dtype,
+                     "seed": plan.seed, "k": {b.name: b.k for b in plan.benchmarks},
+                     "dtype": plan.cfg.model.params_dtype,
                      "rollout_dtype": plan.cfg.model.params_dtype if rollout.dtype == "auto" else rollout.dtype,
                      "tp": parallel.tensor_model_parallel_size, "pp": parallel.pipeline_model_parallel_size,
                      "rollout_tp": rollout.tensor_parallel_size, "world_size": world_size,

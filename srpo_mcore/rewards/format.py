@@ -9,17 +9,22 @@ Formats (``RewardConfig.math_format`` / ``code_format``):
 * ``boxed`` / ``code_block`` - only the answer part's requirement (after ``</think>`` if there is one);
 * ``none`` - always well-formed.
 
-Language mixing: the prose of a response (code blocks, inline code, LaTeX math and commands removed) is cut
-into units - a word of an alphabetic script (Latin, Cyrillic, Greek, Arabic, Hebrew, Hangul, ...; one-letter
-words ignored, they are mostly variables) or one CJK character (Han, kana). ``language_mix`` is the share of
-units outside the most common script; mixing CJK and Latin prose gives a large share, a Latin response with a
-few Greek letters a small one.
+Language mixing (SRPO's penalty), measured against the *prompt's* language: the share of the response's prose
+written in another script than the prompt's prose. Prose is what remains after removing code (fenced blocks,
+inline code), math (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]``, ``\\boxed{...}``, LaTeX commands),
+URLs, tags (``<think>``), identifiers (words with a digit or ``_``, camelCase) and one-letter words (variables).
+Scripts are counted in comparable units, letter-equivalents: one per letter of an alphabetic script (Latin,
+Cyrillic, Greek, Arabic, Hebrew, Devanagari, Thai), :data:`SYLLABIC_WEIGHT` per Han / kana / Hangul character (a
+CJK character carries about what 2-3 Latin letters do: an English word averages ~4.7 letters, a Chinese word ~2
+characters). A prompt without prose (e.g. ``12+34=``) falls back to the response's dominant script.
+
+The penalty is graded: 0 up to ``threshold`` (a few English technical terms in a Chinese answer), then rising
+linearly to 1 when all the prose is in another script.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 from srpo_mcore.rewards.math_answer import THINK_CLOSE, THINK_OPEN, last_boxed
@@ -81,46 +86,90 @@ def extract_code(response: str, *, require_think_close: bool = False) -> str | N
 
 # -- language mixing -----------------------------------------------------------------------------------------
 
+SYLLABIC_WEIGHT = 2.5  # letter-equivalents per CJK (Han, kana) or Hangul character
 _NOT_PROSE = re.compile(
     r"```.*?(?:```|$)"                # fenced code (to the end if unclosed)
     r"|`[^`\n]*`"                     # inline code
     r"|\$\$.*?\$\$|\$[^$]*\$"         # $$...$$ and $...$
     r"|\\\[.*?\\\]|\\\(.*?\\\)"       # \[...\] and \(...\)
-    r"|\\[A-Za-z]+"                   # LaTeX commands
-    r"|https?://\S+",                 # URLs
+    r"|\\[A-Za-z]+"                   # LaTeX commands (\boxed{...} is removed whole before)
+    r"|https?://\S+"                  # URLs
+    r"|</?[A-Za-z][A-Za-z0-9_-]{0,20}>"  # tags: <think>, </answer>
+    r"|(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*[_0-9][A-Za-z0-9_]*"  # identifiers with _ or digits: max_len, dp2
+    r"|(?<![A-Za-z0-9_])[a-z]+[A-Z][A-Za-z0-9_]*",                  # camelCase identifiers: getValue
     re.S)
-_SCRIPTS = (
-    ("cjk", re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")),
-    ("hangul", re.compile(r"[\uac00-\ud7af\u1100-\u11ff]{2,}")),
-    ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")),
-    ("cyrillic", re.compile(r"[\u0400-\u04ff]{2,}")),
-    ("greek", re.compile(r"[\u0370-\u03ff]{2,}")),
-    ("arabic", re.compile(r"[\u0600-\u06ff]{2,}")),
-    ("hebrew", re.compile(r"[\u0590-\u05ff]{2,}")),
-    ("devanagari", re.compile(r"[\u0900-\u097f]{2,}")),
-    ("thai", re.compile(r"[\u0e00-\u0e7f]{2,}")),
-)
+_LATIN = "A-Za-z\u00c0-\u024f"
+_LETTERS = {  # script -> character class (inside [...])
+    "cjk": "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f",
+    "hangul": "\uac00-\ud7af\u1100-\u11ff",
+    "latin": _LATIN,
+    "cyrillic": "\u0400-\u04ff",
+    "greek": "\u0370-\u03ff",
+    "arabic": "\u0600-\u06ff",
+    "hebrew": "\u0590-\u05ff",
+    "devanagari": "\u0900-\u097f",
+    "thai": "\u0e00-\u0e7f",
+}
+_SYLLABIC = ("cjk", "hangul")
+# one-letter words of an alphabetic script (variables: x, n, α) are not prose
+_ONE_LETTER = re.compile("|".join(f"(?<![{c}])[{c}](?![{c}])" for n, c in _LETTERS.items() if n not in _SYLLABIC))
+_SCRIPT_CHARS = {name: re.compile(f"[{chars}]") for name, chars in _LETTERS.items()}
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
 @dataclass(frozen=True)
 class LanguageMix:
-    fraction: float  # share of prose units outside the dominant script
-    units: int  # prose units counted
-    dominant: str  # the dominant script ("" when there is no prose)
+    fraction: float  # share of prose units outside the expected script
+    units: float  # prose units (letter-equivalents) counted
+    expected: str  # the script the prose should be in ("" when there is no prose)
+    expected_from: str  # "prompt", or "response" (its dominant script) when the prompt has no prose
 
 
-def language_mix(response: str) -> LanguageMix:
-    """How much of the response's prose is outside its dominant script."""
-    prose = _NOT_PROSE.sub(" ", response)
-    counts = Counter({name: len(pattern.findall(prose)) for name, pattern in _SCRIPTS})
-    total = sum(counts.values())
+def _drop_boxes(text: str) -> str:
+    """``text`` without any ``\\boxed{...}`` / ``\\fbox{...}`` (balanced braces; an unclosed one to the end)."""
+    out, pos = [], 0
+    for m in _BOX.finditer(text):
+        if m.start() < pos:
+            continue
+        out.append(text[pos:m.start()])
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        pos = i
+    out.append(text[pos:])
+    return " ".join(out)
+
+
+def script_units(text: str) -> dict[str, float]:
+    """Letter-equivalents of prose per script (code, math, identifiers, tags and one-letter words removed)."""
+    prose = _ONE_LETTER.sub(" ", _NOT_PROSE.sub(" ", _drop_boxes(text)))
+    return {name: len(pattern.findall(prose)) * (SYLLABIC_WEIGHT if name in _SYLLABIC else 1.0)
+            for name, pattern in _SCRIPT_CHARS.items()}
+
+
+def _dominant(units: dict[str, float]) -> str:
+    name = max(units, key=units.__getitem__)
+    return name if units[name] > 0 else ""
+
+
+def language_mix(response: str, prompt: str = "") -> LanguageMix:
+    """How much of the response's prose is in another script than the prompt's prose (or, when the prompt has
+    none, than the response's own dominant script)."""
+    units = script_units(response)
+    total = sum(units.values())
+    expected, source = _dominant(script_units(prompt)) if prompt else "", "prompt"
+    if not expected:
+        expected, source = _dominant(units), "response"
     if total == 0:
-        return LanguageMix(0.0, 0, "")
-    dominant, top = counts.most_common(1)[0]
-    return LanguageMix((total - top) / total, total, dominant)
+        return LanguageMix(0.0, 0.0, expected, source)
+    return LanguageMix((total - units[expected]) / total, total, expected, source)
 
 
-def language_penalty(response: str, threshold: float, min_units: int) -> tuple[float, LanguageMix]:
-    """1.0 when the mix exceeds ``threshold`` (and there are at least ``min_units`` units), else 0.0."""
-    mix = language_mix(response)
-    return (1.0 if mix.units >= min_units and mix.fraction > threshold else 0.0), mix
+def language_penalty(response: str, threshold: float, min_units: int, prompt: str = "") -> tuple[float, LanguageMix]:
+    """0 while the foreign share is at most ``threshold`` (or the prose has fewer than ``min_units`` units), then
+    linear up to 1 when all prose is foreign: ``(fraction - threshold) / (1 - threshold)``."""
+    mix = language_mix(response, prompt)
+    if mix.units < min_units or mix.fraction <= threshold:
+        return 0.0, mix
+    return (mix.fraction - threshold) / (1.0 - threshold), mix

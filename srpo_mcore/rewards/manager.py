@@ -35,12 +35,14 @@ DOMAINS = ("math", "code")
 @dataclass
 class RewardRequest:
     """One response to score. ``ground_truth``: the gold answer (math), or the tests - a ``CodeRecord`` or
-    ``{"tests": [...], "entry_point": ..., "time_limit": ...}`` (code)."""
+    ``{"tests": [...], "entry_point": ..., "time_limit": ...}`` (code). ``prompt``: the problem as posed (the
+    record's text, not the template around it): the language penalty measures the response against its script."""
 
     domain: str
     response: str
     ground_truth: Any
     id: str = ""
+    prompt: str = ""
 
 
 @dataclass
@@ -48,7 +50,7 @@ class RewardResult:
     reward: float
     accuracy: float  # 1.0 right answer / every test passed, else 0.0
     format_ok: bool
-    language_penalty: float  # 1.0 when the prose mixes scripts beyond the threshold
+    language_penalty: float  # 0..1: prose in another script than the prompt's, beyond the threshold
     pass_fraction: float  # code: tests passed / tests; math: = accuracy
     status: str  # ok | wrong_answer | no_answer | no_code | timeout | runtime_error | ... (see details)
     details: dict = field(default_factory=dict)
@@ -153,9 +155,10 @@ class RewardManager:
                  details: dict) -> RewardResult:
         c = self.config
         fmt = format_ok(r.response, c.math_format if r.domain == "math" else c.code_format)
-        penalty, mix = language_penalty(r.response, c.language_penalty_threshold, c.language_min_units)
+        penalty, mix = language_penalty(r.response, c.language_penalty_threshold, c.language_min_units, r.prompt)
         reward = (c.accuracy_weight * accuracy - c.format_weight * (0.0 if fmt else 1.0)
                   - c.language_penalty_weight * penalty)
         details["language_mix"] = round(mix.fraction, 4)
+        details["language_expected"] = f"{mix.expected} ({mix.expected_from})"
         return RewardResult(reward=reward, accuracy=accuracy, format_ok=fmt, language_penalty=penalty,
                             pass_fraction=pass_fraction, status=status, details=details)

@@ -1,12 +1,15 @@
 """Training prompts: records from the data files, rendered with the domain's template and tokenized once.
 
 Prompts are numbered ``0..N-1`` across domains (math first, then code); the samplers work on those numbers,
-one sampler per domain so the stage schedule can mix them in a configured ratio. Prompts longer than
+one sampler per domain so the stage schedule can mix them in a configured ratio. Each prompt also has a stable
+``key``, a hash of its record's content (:func:`prompt_key`), which keys the samplers' checkpointed state. Prompts longer than
 ``rollout.max_prompt_length`` tokens are dropped at load time (and counted), never truncated.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 
@@ -25,11 +28,24 @@ class Prompt:
     record: MathRecord | CodeRecord
     text: str
     token_ids: tuple[int, ...]
+    key: str = ""  # stable identity: prompt_key(record), "#n" appended to the n-th repeat of the same content
 
     @property
     def ground_truth(self):
         """What the reward needs: the gold answer (math) or the record with its tests (code)."""
         return self.record.answer if self.domain == "math" else self.record
+
+
+# What a record's identity is made of: what the policy is asked and how it is scored. Not its id or source (the
+# loaders number rows of raw formats by position) nor curation annotations (difficulty, solve rate, meta).
+_NOT_IDENTITY = ("id", "source", "difficulty", "solve_rate", "meta", "reference_solution")
+
+
+def prompt_key(record: MathRecord | CodeRecord) -> str:
+    """A hash of the record's content: the same wherever the record sits in its file, different once its problem,
+    answer or tests are edited."""
+    content = {k: v for k, v in record.to_dict().items() if k not in _NOT_IDENTITY}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def encode_prompt(tokenizer, text: str) -> list[int]:
@@ -60,6 +76,7 @@ class PromptTable:
     def from_records(cls, records_by_domain: dict[str, list], cfg: SRPOConfig, tokenizer) -> PromptTable:
         prompts: list[Prompt] = []
         dropped = {}
+        repeats: dict[str, int] = {}
         for domain in ("math", "code"):
             records = records_by_domain.get(domain, [])
             template = get_template(getattr(cfg.data, f"{domain}_template"), domain)
@@ -70,7 +87,10 @@ class PromptTable:
                 if len(ids) > cfg.rollout.max_prompt_length:
                     dropped[domain] += 1
                     continue
-                prompts.append(Prompt(len(prompts), domain, record, text, tuple(ids)))
+                key = prompt_key(record)
+                repeats[key] = repeats.get(key, 0) + 1
+                key += f"#{repeats[key]}" if repeats[key] > 1 else ""
+                prompts.append(Prompt(len(prompts), domain, record, text, tuple(ids), key))
         table = cls(prompts, dropped)
         if not table.prompts:
             raise ValueError("no training prompts: data.math_train_files / data.code_train_files are empty, or "

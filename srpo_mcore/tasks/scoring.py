@@ -54,7 +54,8 @@ def score_rollouts(rollouts, prompts: Sequence[Prompt], tokenizer, rewards, samp
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
     mine = list(range(rank, len(samples), world))
     texts = tokenizer.batch_decode([samples[i].response_ids.tolist() for i in mine], skip_special_tokens=True)
-    requests = [RewardRequest(samples[i].domain, text, prompts[samples[i].group].ground_truth, samples[i].prompt_id)
+    requests = [RewardRequest(samples[i].domain, text, prompts[samples[i].group].ground_truth, samples[i].prompt_id,
+                              prompt=prompts[samples[i].group].record.problem)  # its language: the penalty's
                 for i, text in zip(mine, texts)]
     local = [(i, text, r.reward, r.accuracy, r.format_ok, r.language_penalty, r.status)
              for i, text, r in zip(mine, texts, rewards.score(requests))]

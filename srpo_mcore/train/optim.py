@@ -1,6 +1,8 @@
-"""Megatron DDP wrapping and the AdamW optimizer, from the typed config."""
+"""Megatron DDP wrapping, the AdamW optimizer and its learning-rate schedule, from the typed config."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -47,3 +49,71 @@ def build_optimizer(ddp_model, optim: OptimizerConfig, parallel: ParallelConfig,
     model_config.finalize_model_grads_func = finalize_model_grads
     model_config.grad_scale_func = optimizer.scale_loss
     return optimizer
+
+
+class LRScheduler:
+    """The learning rate of every optimizer update, from ``optimizer.lr_schedule`` / ``lr_warmup_steps``.
+
+    Update ``n`` (0-based, counted over the whole run) trains at::
+
+        n <  W:  lr * (n + 1) / W                                  (linear warm-up; the first update is not at 0)
+        n >= W:  p = min(1, (n - W) / max(1, T - W))
+                 constant: lr
+                 linear:   min_lr + (lr - min_lr) * (1 - p)
+                 cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2
+
+    with ``W = lr_warmup_steps`` and ``T = train.steps * train.mini_batches_per_step`` (the run's optimizer
+    updates). :meth:`step` is called once after every optimizer update and sets the rate of the next one in every
+    param group; the state (updates done) is one int, saved in the trainer state, so a resumed run continues
+    the sequence exactly.
+    """
+
+    def __init__(self, optimizer, optim: OptimizerConfig, total_updates: int):
+        if total_updates < 1:
+            raise ValueError(f"total_updates must be >= 1, got {total_updates}")
+        self.optimizer = optimizer
+        self.config = optim
+        self.total_updates = total_updates
+        self.updates_done = 0
+        self._apply()
+
+    def lr_at(self, update: int) -> float:
+        """The rate of update ``update`` (0-based)."""
+        c, warmup = self.config, self.config.lr_warmup_steps
+        if update < warmup:
+            return c.lr * (update + 1) / warmup
+        progress = min(1.0, (update - warmup) / max(1, self.total_updates - warmup))
+        if c.lr_schedule == "constant":
+            return c.lr
+        if c.lr_schedule == "linear":
+            return c.min_lr + (c.lr - c.min_lr) * (1.0 - progress)
+        if c.lr_schedule == "cosine":
+            return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        raise ValueError(f"optimizer.lr_schedule={c.lr_schedule!r} is not one of constant, linear, cosine")
+
+    def step(self) -> None:
+        """One optimizer update is done: set the rate of the next."""
+        self.updates_done += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        lr = self.lr_at(self.updates_done)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return {"updates_done": self.updates_done, "schedule": self.config.lr_schedule,
+                "warmup": self.config.lr_warmup_steps, "total_updates": self.total_updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = (state["schedule"], state["warmup"], state["total_updates"])
+        mine = (self.config.lr_schedule, self.config.lr_warmup_steps, self.total_updates)
+        if self.config.lr_schedule == "constant":  # the run's length does not enter a constant schedule
+            saved, mine = saved[:2], mine[:2]
+        if saved != mine:
+            raise ValueError(
+                f"the checkpoint's LR schedule (lr_schedule, lr_warmup_steps, updates in the run) = {saved}, this "
+                f"run's = {mine}: resume with the same optimizer.lr_schedule, optimizer.lr_warmup_steps, "
+                "train.steps and train.mini_batches_per_step")
+        self.updates_done = int(state["updates_done"])
+        self._apply()

@@ -23,7 +23,7 @@ from srpo_mcore.distributed import ParallelState
 from srpo_mcore.model.dtypes import torch_dtype
 from srpo_mcore.model.forward import MicroBatch, forward_backward
 from srpo_mcore.model.qwen2 import build_model
-from srpo_mcore.train.optim import build_optimizer, wrap_ddp
+from srpo_mcore.train.optim import LRScheduler, build_optimizer, wrap_ddp
 
 LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy", "kl_loss")
 
@@ -39,6 +39,8 @@ class Policy:
                                  post_process=state.is_last_stage)
         self.ddp = wrap_ddp(self.chunk, cfg.parallel)
         self.optimizer = build_optimizer(self.ddp, cfg.optimizer, cfg.parallel, torch_dtype(cfg.model.params_dtype))
+        self.lr_scheduler = LRScheduler(self.optimizer, cfg.optimizer,
+                                        total_updates=cfg.train.steps * cfg.train.mini_batches_per_step)
         self._logprobs = get_op("logprobs", cfg.train.kernel_backend)
         self._loss = get_op("grpo_loss", cfg.train.kernel_backend)
         alg = cfg.algorithm
@@ -150,5 +152,7 @@ class Policy:
         out["loss/policy"] = totals["loss"] / max(global_tokens if token_mean else global_sequences, 1.0)
         out["optim/grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
         out["optim/update_skipped"] = 0.0 if update_ok else 1.0
-        out["optim/lr"] = self.optimizer.param_groups[0]["lr"]
+        out["optim/lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this update used
+        if update_ok:
+            self.lr_scheduler.step()
         return out

@@ -235,14 +235,20 @@ class PreemptionFlag:
 
 def trainer_state(ctx: StepContext) -> dict:
     return {"samplers": {d: s.state_dict() for d, s in ctx.samplers.items()}, "stages": ctx.stages.state_dict(),
-            "guard_baseline": ctx.guard.baseline}
+            "guard_baseline": ctx.guard.baseline, "lr_scheduler": ctx.policy.lr_scheduler.state_dict()}
 
 
 def restore_trainer_state(ctx: StepContext, state: dict) -> None:
+    missing = [k for k in ("samplers", "stages", "lr_scheduler") if k not in state]
+    if missing or any("prompts" not in s for s in state["samplers"].values()):
+        raise RuntimeError(f"the checkpoint's trainer_state.json lacks {missing or 'samplers.*.prompts'}: it was written "
+                           "by an older srpo-mcore (before the LR schedule and content-keyed sampler state); resume it "
+                           "with that version or start a new train.run_dir")
     for domain, sampler in ctx.samplers.items():
         sampler.load_state_dict(state["samplers"][domain])
     ctx.stages.load_state_dict(state["stages"])
     ctx.guard.baseline = state.get("guard_baseline")
+    ctx.policy.lr_scheduler.load_state_dict(state["lr_scheduler"])
 
 
 def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSampler]:
@@ -250,7 +256,9 @@ def build_samplers(cfg: SRPOConfig, prompts: PromptTable) -> dict[str, PromptSam
     for offset, domain in enumerate(("math", "code")):
         ids = prompts.by_domain[domain]
         if ids:
-            samplers[domain] = build_prompt_sampler(cfg.sampling, ids, seed=cfg.train.seed + offset)
+            samplers[domain] = build_prompt_sampler(cfg.sampling, ids, seed=cfg.train.seed + offset,
+                                                    keys=[prompts[i].key for i in ids],
+                                                    labels=[prompts[i].record.id for i in ids])
     return samplers
 
 
@@ -288,12 +296,13 @@ def run_training(cfg: SRPOConfig) -> int:
         for step in range(start_step + 1, cfg.train.steps + 1):
             record = srpo_step(ctx, step)
             record["stage/current"] = float(ctx.stages.stage)  # the stage this step's batch was drawn in
-            switch = ctx.stages.observe(step, record.get("reward/math_mean", record["reward/mean"]))
+            evaluated = bool(cfg.train.eval_interval) and step % cfg.train.eval_interval == 0
+            if evaluated:
+                record.update(evaluate(ctx))
+            switch = ctx.stages.observe(step, stage_probe_score(cfg, record) if evaluated else None)
             if switch is not None:
                 metrics.message(switch.message())
                 record["stage/switched"] = 1.0  # the next step is the first of stage 2
-            if cfg.train.eval_interval and step % cfg.train.eval_interval == 0:
-                record.update(evaluate(ctx))
             metrics.log(step, record)
             stop = preemption.agreed()
             if stop or (cfg.train.save_interval and step % cfg.train.save_interval == 0) or step == cfg.train.steps:
@@ -348,6 +357,15 @@ def build_step_context(cfg: SRPOConfig, j: Job) -> StepContext:
         stages=TwoStageSchedule(cfg.stages), engine=engine, weight_sync=weight_sync, rewards=rewards,
         guard=MismatchGuard.from_config(cfg.rollout, raise_on_alarm=cfg.train.mismatch_alarm_action == "raise"),
         policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection))
+
+
+def stage_probe_score(cfg: SRPOConfig, record: dict[str, float]) -> float | None:
+    """What the stage-1 plateau rule reads after an evaluation: the held-out math pass@1 (a fixed problem set)."""
+    score = record.get("eval/math_pass@1")
+    if score is None and cfg.stages.two_stage and cfg.stages.plateau_window > 0:
+        raise SystemExit(f"error: stages.plateau_window reads the held-out math pass@1, but data.eval_files "
+                         f"({', '.join(cfg.data.eval_files)}) hold no math problems")
+    return score
 
 
 def evaluate(ctx: StepContext) -> dict[str, float]:

@@ -88,7 +88,7 @@ def test_rejects_bad_input():
         history.record(0, [])
     with pytest.raises(ValueError, match="0/1"):
         history.record(0, [0.5])
-    with pytest.raises(ValueError, match="3 prompts"):
+    with pytest.raises(ValueError, match="1 prompt in the checkpoint's History Resampling state not in the data set: first: 2"):
         history.load_state_dict(HistoryResampler(range(3)).state_dict())
 
 

@@ -12,6 +12,7 @@ import pytest
 from srpo_mcore.config.base import ConfigError
 from srpo_mcore.config.rewards import RewardConfig
 from srpo_mcore.rewards import RewardManager, RewardRequest
+from srpo_mcore.rewards.format import language_penalty
 
 CFG = RewardConfig(math_workers=1, code_workers=2, math_timeout_seconds=3.0, sandbox_cpu_seconds=1.0,
                    sandbox_wall_seconds=3.0, sandbox_total_wall_seconds=10.0, sandbox_memory_mb=512,
@@ -21,6 +22,8 @@ ADD = {"tests": [{"kind": "stdin", "input": "1 2\n", "output": "3\n"},
                  {"kind": "stdin", "input": "2 2\n", "output": "4\n"}]}
 GOOD_CODE = "<think>\nRead two ints.\n</think>\n```python\na, b = map(int, input().split())\nprint(a + b)\n```"
 CHINESE = "首先我们计算函数的导数并令其为零。然后检查二阶导数以确保这个点是最小值，所以最小值是四。"
+MIXED = "<think>\n" + " ".join(["We", "compute", "carefully"] * 10) + CHINESE * 2 + "\n</think>\n\\boxed{4}"
+CHINESE_ONLY = "<think>\n" + CHINESE + "\n</think>\n答案是 \\boxed{4}"
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,9 @@ def test_mixed_batch(manager):
         RewardRequest("code", GOOD_CODE.replace("a + b", "a * b"), ADD, id="c-half"),
         RewardRequest("code", "<think>\nno code\n</think>\nSorry.", ADD, id="c-none"),
         RewardRequest("code", GOOD_CODE, {"tests": [{"kind": "nonsense", "input": ""}]}, id="c-bad-gt"),
-        RewardRequest("math", "<think>\n" + " ".join(["We", "compute", "carefully"] * 10) + CHINESE * 2
-                      + "\n</think>\n\\boxed{4}", "4", id="m-mixed-language"),
+        RewardRequest("math", MIXED, "4", id="m-mixed-language", prompt="What is 2 + 2? Reason step by step."),
+        RewardRequest("math", CHINESE_ONLY, "4", id="m-chinese-for-english", prompt="What is 2 + 2? Show the work."),
+        RewardRequest("math", CHINESE_ONLY, "4", id="m-chinese-for-chinese", prompt="2 + 2 等于多少？请写出过程。"),
     ]
     results = {r.id: res for r, res in zip(requests, manager.score(requests))}
     right = results["m-right"]
@@ -55,9 +59,16 @@ def test_mixed_batch(manager):
     assert half.accuracy == 0.0 and half.pass_fraction == 0.5 and half.details["tests"] == ["wrong_answer", "ok"]
     assert results["c-none"].status == "no_code" and results["c-none"].reward == pytest.approx(-0.1)
     assert results["c-bad-gt"].status == "bad_ground_truth" and results["c-bad-gt"].accuracy == 0.0
-    mixed = results["m-mixed-language"]
-    assert mixed.accuracy == 1.0 and mixed.language_penalty == 1.0 and mixed.reward == pytest.approx(0.8)
-    assert mixed.details["language_mix"] > 0.1
+    mixed = results["m-mixed-language"]  # English prompt, prose part English, part Chinese: a partial penalty
+    expected, mix = language_penalty(MIXED, 0.1, 20, "What is 2 + 2? Reason step by step.")
+    assert 0.1 < expected < 0.9 and mixed.language_penalty == pytest.approx(expected)
+    assert mixed.accuracy == 1.0 and mixed.reward == pytest.approx(1.0 - 0.2 * expected)
+    assert mixed.details["language_mix"] == pytest.approx(mix.fraction, abs=1e-4)
+    assert mixed.details["language_expected"] == "latin (prompt)"
+    # the prompt's language reaches the penalty: the same Chinese answer is fully penalised for an English prompt
+    assert results["m-chinese-for-english"].language_penalty == 1.0
+    assert results["m-chinese-for-english"].reward == pytest.approx(0.8)
+    assert results["m-chinese-for-chinese"].language_penalty == 0.0 and results["m-chinese-for-chinese"].reward == 1.0
 
 
 def test_code_runs_in_parallel(manager):

@@ -3,7 +3,8 @@
 * a short quickstart-shaped run at TP2 on 2 ranks goes through both SRPO stages (math, then math + code with
   the sandbox in the loop) and leaves metrics, checkpoints, curves and an HF export;
 * a run killed with SIGKILL in the middle of a step after a checkpoint, then resumed, reproduces the
-  uninterrupted run's metrics bit for bit (timings aside) and its sampler / History Resampling state;
+  uninterrupted run's metrics bit for bit (timings aside; the learning rate included) and its sampler / History
+  Resampling / LR-schedule state;
 * the run's latest checkpoint, evaluated by ``python -m srpo_mcore.eval --mcore RUN_DIR`` (resharded TP2 -> TP1),
   samples exactly what its HF export does;
 * TP2 x PP2 on 4 ranks runs a step;
@@ -37,9 +38,11 @@ def srpo(run_dir, arith, nproc, *overrides, env=None, check=True):
     return proc
 
 
-# 4 steps, checkpoints at 2 and 4; SRPO stage 2 (math + code) from step 3
+# 4 steps, checkpoints at 2 and 4; SRPO stage 2 (math + code) from step 3; a warm-up + cosine LR schedule, so the
+# resume must continue it (update n: 5e-5, 1e-4, then cosine from 1e-4 towards 1e-5 over the last 2 updates)
 RUN_A = ("train.steps=4", "train.save_interval=2", "train.eval_interval=4", "train.eval_samples_per_prompt=2",
-         "stages.switch_step=3")
+         "stages.switch_step=3", "optimizer.lr_schedule=cosine", "optimizer.lr_warmup_steps=2", "optimizer.min_lr=1e-5")
+LR_A = [5e-5, 1e-4, 1e-4, 1e-5 + (1e-4 - 1e-5) * 0.5]
 
 
 def metrics(run_dir):
@@ -67,6 +70,7 @@ def test_short_run_trains_and_leaves_artifacts(uninterrupted):
     evaluation, *rows = metrics(uninterrupted)
     assert evaluation["step"] == 0 and "eval/accuracy" in evaluation  # held-out pass@1 before training
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["optim/lr"] for r in rows] == pytest.approx(LR_A, rel=1e-12)
     for r in rows:
         # The engine sampled with the weights the trainer had: log-probs agree to fp32 noise after every sync.
         assert r["mismatch/mean_abs"] < 1e-4 and r["mismatch/alarm"] == 0.0, r
@@ -129,6 +133,7 @@ def test_sigkill_mid_step_then_resume_is_bit_identical(uninterrupted, arith_base
     state_a = json.loads((uninterrupted / "checkpoints/step_000004/trainer_state.json").read_text())
     state_b = json.loads((run_dir / "checkpoints/step_000004/trainer_state.json").read_text())
     assert state_a["samplers"] == state_b["samplers"] and state_a["stages"] == state_b["stages"]
+    assert state_a["lr_scheduler"] == state_b["lr_scheduler"] and state_b["lr_scheduler"]["updates_done"] == 4
 
 
 def test_eval_of_the_run_dir_equals_eval_of_its_hf_export(uninterrupted, arith_base, tmp_path):
