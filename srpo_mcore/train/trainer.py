@@ -47,24 +47,33 @@ class StepContext:
     prompts: PromptTable
     samplers: dict[str, PromptSampler]  # one per domain
     stages: TwoStageSchedule
-    engine: object  # srpo_mcore.rollout.engine.RolloutEngine
-    weight_sync: object  # srpo_mcore.rollout.weight_sync.WeightSync
-    rewards: object  # srpo_mcore.rewards.RewardManager
+    engine: object | None  # srpo_mcore.rollout.engine.RolloutEngine; None in a replay
+    weight_sync: object | None  # srpo_mcore.rollout.weight_sync.WeightSync; None in a replay
+    rewards: object | None  # srpo_mcore.rewards.RewardManager; None in a replay
     guard: object  # srpo_mcore.rollout.guard.MismatchGuard
     policy: Policy
     tokenizer: object
     reflection: ReflectionCounter
     eval_prompts: PromptTable | None = None
+    replay: object | None = None  # srpo_mcore.train.replay.RolloutReplay: saved rollouts instead of vLLM + rewards
+    recorder: object | None = None  # srpo_mcore.train.replay.RolloutRecorder (train.save_rollouts)
 
 
 def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     cfg, timer = ctx.cfg, PhaseTimer()
     metrics: dict[str, float] = {}
 
-    # 1-2. Rollout and reward, group by group, until the samplers have assembled the step's batch.
-    samples, sampling_metrics = collect_groups(ctx, step, timer)
+    # 1-2. Rollout and reward, group by group, until the samplers have assembled the step's batch (or, in a
+    #      replay, the batch a recorded run assembled at this step).
+    if ctx.replay is not None:
+        with timer("replay"):
+            samples, sampling_metrics = ctx.replay.load_step(step, ctx.samplers)
+    else:
+        samples, sampling_metrics = collect_groups(ctx, step, timer)
+        ctx.engine.sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
+    if ctx.recorder is not None:
+        ctx.recorder.save(step, samples, sampling_metrics, {d: s.state_dict() for d, s in ctx.samplers.items()})
     metrics.update(sampling_metrics)
-    ctx.engine.sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
     inject_fault(step)
 
     # 3. Advantages: group-normalised rewards; truncated responses and equal-reward groups get 0.
@@ -88,9 +97,10 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
                                                  global_sequences=float(len(group_samples))))
 
     # 6. Weight sync, trainer -> vLLM: the loop's one back-edge (on GPU it also wakes the sleeping engine).
-    with timer("sync"):
-        sync = ctx.weight_sync.sync(ctx.engine)
-    metrics["sync/gb_per_s"] = sync.gb_per_s
+    if ctx.weight_sync is not None:
+        with timer("sync"):
+            sync = ctx.weight_sync.sync(ctx.engine)
+        metrics["sync/gb_per_s"] = sync.gb_per_s
 
     metrics.update(response_metrics(ctx, samples))
     metrics.update(timer.pop())
@@ -264,11 +274,9 @@ def run_training(cfg: SRPOConfig) -> int:
     files checked (``train.inputs.training_input_problems``) by the entry point, pretrain_srpo.py."""
     from transformers import AutoTokenizer
 
-    from srpo_mcore.rewards import RewardManager
-    from srpo_mcore.rollout.engine import RolloutEngine, resolve_rollout_dtype, shutdown_job
-    from srpo_mcore.rollout.env import configure_vllm_environment
+    from srpo_mcore.rollout.engine import shutdown_job
     from srpo_mcore.rollout.guard import MismatchGuard
-    from srpo_mcore.rollout.weight_sync import WeightSync
+    from srpo_mcore.train.replay import RolloutRecorder, RolloutReplay
 
     run_dir = Path(cfg.train.run_dir)
     state = init_model_parallel(cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size,
@@ -289,15 +297,17 @@ def run_training(cfg: SRPOConfig) -> int:
 
     policy = Policy(cfg, state)
     checkpoints = CheckpointManager(run_dir, cfg.train.keep_last_checkpoints)
-    configure_vllm_environment(run_dir)
-    rollout_dtype = resolve_rollout_dtype(cfg.rollout, cfg.model)
-    engine = RolloutEngine(cfg.rollout, cfg.model, seed=cfg.train.seed, dtype=rollout_dtype)
+    replay = RolloutReplay(cfg.train.replay_dir) if cfg.train.replay_dir else None
+    engine, weight_sync, rewards = build_rollout_side(cfg, state, policy, run_dir) if replay is None else (None,) * 3
     ctx = StepContext(
         cfg=cfg, state=state, prompts=prompts, samplers=build_samplers(cfg, prompts),
-        stages=TwoStageSchedule(cfg.stages), engine=engine,
-        weight_sync=WeightSync(policy.chunk, cfg.model, state, cfg.rollout, dtype=rollout_dtype), rewards=RewardManager(cfg.rewards),
+        stages=TwoStageSchedule(cfg.stages), engine=engine, weight_sync=weight_sync, rewards=rewards,
         guard=MismatchGuard.from_config(cfg.rollout, raise_on_alarm=cfg.train.mismatch_alarm_action == "raise"),
-        policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection))
+        policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection), replay=replay,
+        recorder=RolloutRecorder(run_dir / "rollouts", cfg, tokenizer, is_writer=state.rank == 0)
+        if cfg.train.save_rollouts else None)
+    if replay is not None:
+        logger.info("replaying the rollouts of %s: no rollout engine, rewards or evaluation", replay.directory)
 
     start_step = 0
     latest = checkpoints.latest()
@@ -309,14 +319,16 @@ def run_training(cfg: SRPOConfig) -> int:
         logger.info("resumed from %s (step %d)", latest, start_step)
     else:
         logger.info("initialised the policy from %s", cfg.train.init_checkpoint)
-    ctx.weight_sync.sync(engine)
+    if weight_sync is not None:
+        weight_sync.sync(engine)
 
     metrics = MetricsLogger(run_dir, cfg.logging, is_writer=state.rank == 0, total_steps=cfg.train.steps,
                             start_step=start_step)
     preemption = PreemptionFlag()
     exit_code = 0
+    eval_interval = cfg.train.eval_interval if replay is None else 0  # evaluation samples from the engine
     try:
-        if start_step == 0 and cfg.train.eval_interval:
+        if start_step == 0 and eval_interval:
             metrics.log(0, evaluate(ctx))
         for step in range(start_step + 1, cfg.train.steps + 1):
             record = srpo_step(ctx, step)
@@ -325,7 +337,7 @@ def run_training(cfg: SRPOConfig) -> int:
             if switch is not None:
                 metrics.message(switch.message())
                 record["stage/switched"] = 1.0  # the next step is the first of stage 2
-            if cfg.train.eval_interval and step % cfg.train.eval_interval == 0:
+            if eval_interval and step % eval_interval == 0:
                 record.update(evaluate(ctx))
             metrics.log(step, record)
             stop = preemption.agreed()
@@ -352,10 +364,25 @@ def run_training(cfg: SRPOConfig) -> int:
             metrics.message(f"curves: {render(run_dir)}")
     finally:
         metrics.close()
-        ctx.rewards.close()
-        ctx.weight_sync.close()
+        for closable in (rewards, weight_sync):
+            if closable is not None:
+                closable.close()
         shutdown_job(engine)
     return exit_code
+
+
+def build_rollout_side(cfg: SRPOConfig, state: ParallelState, policy: Policy, run_dir: Path):
+    """The live run's rollout engine (vLLM), its weight sync from the trainer, and the reward workers."""
+    from srpo_mcore.rewards import RewardManager
+    from srpo_mcore.rollout.engine import RolloutEngine, resolve_rollout_dtype
+    from srpo_mcore.rollout.env import configure_vllm_environment
+    from srpo_mcore.rollout.weight_sync import WeightSync
+
+    configure_vllm_environment(run_dir)
+    rollout_dtype = resolve_rollout_dtype(cfg.rollout, cfg.model)
+    engine = RolloutEngine(cfg.rollout, cfg.model, seed=cfg.train.seed, dtype=rollout_dtype)
+    weight_sync = WeightSync(policy.chunk, cfg.model, state, cfg.rollout, dtype=rollout_dtype)
+    return engine, weight_sync, RewardManager(cfg.rewards)
 
 
 def evaluate(ctx: StepContext) -> dict[str, float]:
