@@ -9,6 +9,7 @@ to ``--result`` (partial details are written as they come, so a part killed at i
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -82,7 +83,6 @@ def environment(mode: str, work: Path, result: Result) -> None:
 
 def _installed_version(module: str, dist: str) -> str:
     import importlib.metadata
-    import importlib.util
 
     try:
         if importlib.util.find_spec(module) is None:
@@ -99,7 +99,10 @@ def kernel_tests(mode: str, work: Path, result: Result) -> None:
     junit = work / "kernels_junit.xml"
     # CPU rehearsal: one quick file (the interpreter makes the whole folder take minutes); GPU: all of it.
     target = ["tests/kernels/test_backends.py"] if mode == "cpu" else ["tests/kernels"]
-    proc = subprocess.run([sys.executable, "-m", "pytest", *target, "-q", "-p", "no:cacheprovider",
+    # -v: each test's outcome reaches logs.txt as it finishes, even if the part is killed at its deadline;
+    # pytest-timeout (in the GPU image) stops a single hanging test so the junit file is still written.
+    per_test = ["--timeout=60"] if importlib.util.find_spec("pytest_timeout") else []
+    proc = subprocess.run([sys.executable, "-m", "pytest", *target, "-v", "-p", "no:cacheprovider", *per_test,
                            f"--junitxml={junit}", "-o", "junit_family=xunit2"], cwd=REPO, capture_output=True,
                           text=True)
     print(proc.stdout[-20000:], proc.stderr[-5000:])
@@ -138,6 +141,9 @@ def benchmark(mode: str, work: Path, result: Result) -> None:
     rows = [r for d in details.values() if d["result"] for r in d["result"].get("rows") or []]
     summary = "; ".join(f"{r['kernel']}/{r['impl']} {r['fwd_bwd_ms']:.2f} ms" for r in rows
                         if r.get("fwd_bwd_ms") and r["impl"] in ("srpo triton", "megatron fused CE"))
+    checks = [c for d in details.values() if d["result"] for c in d["result"].get("correctness") or []]
+    if checks:  # CPU mode: the interpreter kernels against the fp64 references
+        summary = f"{len(checks)} interpreter checks vs fp64, max rel err {max(c['max_rel_err'] for c in checks):.1e}"
     result.update(status="fail" if failed else "pass", details=details,
                   summary=summary or f"{len(runs)} run(s)", error=f"non-zero exit: {failed}" if failed else None)
 
