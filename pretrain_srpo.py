@@ -4,6 +4,7 @@
     torchrun --nproc_per_node=2 pretrain_srpo.py --config configs/quickstart.yaml [key.sub=value ...]
     python pretrain_srpo.py --config configs/X.yaml --print-config
     python pretrain_srpo.py --config configs/X.yaml --dry-run --nodes 4 --gpus-per-node 8
+    torchrun --nproc_per_node=2 pretrain_srpo.py --config configs/quickstart.yaml --replay runs/quickstart
 
 Parse, check, set the process environment, run: everything else lives in srpo_mcore/. The config, the input files
 and every data row are checked here, before any rank builds anything; a problem is one ``error: ...`` line and
@@ -29,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="validate against --nodes x --gpus-per-node and print a per-GPU memory plan; no GPU used")
     ap.add_argument("--nodes", type=int, default=1, help="with --dry-run: number of nodes")
     ap.add_argument("--gpus-per-node", type=int, default=8, help="with --dry-run: GPUs per node")
+    ap.add_argument("--replay", metavar="DIR",
+                    help="train from the rollouts a run saved with train.save_rollouts=true (DIR: its run directory "
+                    "or its rollouts/); no vLLM, no rewards; same as train.replay_dir=DIR")
     return ap.parse_args(argv)
 
 
@@ -42,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     from srpo_mcore.config import ConfigError, load_config, to_yaml, validate_world_size
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        overrides = [*args.overrides, *([f"train.replay_dir={args.replay}"] if args.replay else [])]
+        cfg = load_config(args.config, overrides)
     except ConfigError as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return 2

@@ -65,6 +65,13 @@ class TrainConfig:
     mismatch_alarm_action: str = option(
         "raise", "When the stale-weight alarm trips: raise (stop the run) or warn (log and continue)."
     )
+    save_rollouts: bool = option(
+        False, "Write each step's scored rollouts to run_dir/rollouts (rank 0; one file a step) for a later replay."
+    )
+    replay_dir: str = option(
+        "", "Replay: take each step's scored rollouts from this directory (written with save_rollouts) instead of "
+        "vLLM and the rewards; no engine, no weight sync, no evaluation (pretrain_srpo.py --replay DIR)."
+    )
 
     def validate(self, prefix: str = "train") -> None:
         for key in ("steps", "prompts_per_step", "samples_per_prompt", "mini_batches_per_step",
@@ -77,6 +84,8 @@ class TrainConfig:
         check_choice(self.mismatch_alarm_action, ("raise", "warn"), f"{prefix}.mismatch_alarm_action")
         check(self.samples_per_prompt >= 2, f"{prefix}.samples_per_prompt",
               "GRPO needs at least 2 samples per prompt to form a group baseline")
+        check(not (self.save_rollouts and self.replay_dir), f"{prefix}.save_rollouts",
+              "a replay (train.replay_dir) generates nothing to save; set train.save_rollouts=false")
         check(self.prompts_per_step % self.mini_batches_per_step == 0, f"{prefix}.mini_batches_per_step",
               f"prompts_per_step={self.prompts_per_step} is not divisible by {self.mini_batches_per_step}")
 

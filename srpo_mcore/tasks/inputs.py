@@ -42,6 +42,10 @@ def training_input_problems(cfg: SRPOConfig) -> list[str]:
         for i, name in enumerate(getattr(cfg.data, key)):
             if not Path(name).is_file():
                 problems.append(f"data.{key}[{i}]={name}: no such file")
+    if cfg.train.replay_dir and not problems:
+        from srpo_mcore.tasks.replay import replay_problems
+
+        problems.extend(replay_problems(cfg))
     return problems
 
 

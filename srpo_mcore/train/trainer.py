@@ -48,24 +48,33 @@ class StepContext:
     prompts: PromptTable
     samplers: dict[str, PromptSampler]  # one per domain
     stages: TwoStageSchedule
-    engine: object  # srpo_mcore.rollout.engine.RolloutEngine
-    weight_sync: object  # srpo_mcore.rollout.weight_sync.WeightSync
-    rewards: object  # srpo_mcore.rewards.RewardManager
+    engine: object | None  # srpo_mcore.rollout.engine.RolloutEngine; None in a replay
+    weight_sync: object | None  # srpo_mcore.rollout.weight_sync.WeightSync; None in a replay
+    rewards: object | None  # srpo_mcore.rewards.RewardManager; None in a replay
     guard: object  # srpo_mcore.rollout.guard.MismatchGuard
     policy: Policy
     tokenizer: object
     reflection: ReflectionCounter
     eval_prompts: PromptTable | None = None
+    replay: object | None = None  # srpo_mcore.tasks.replay.RolloutReplay: saved rollouts instead of vLLM + rewards
+    recorder: object | None = None  # srpo_mcore.tasks.replay.RolloutRecorder (train.save_rollouts)
 
 
 def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     cfg, timer = ctx.cfg, PhaseTimer()
     metrics: dict[str, float] = {}
 
-    # 1-2. Rollout and reward, group by group, until the samplers have assembled the step's batch.
-    samples, sampling_metrics = collect_groups(ctx, step, timer)
+    # 1-2. Rollout and reward, group by group, until the samplers have assembled the step's batch (or, in a
+    #      replay, the batch a recorded run assembled at this step).
+    if ctx.replay is not None:
+        with timer("replay"):
+            samples, sampling_metrics = ctx.replay.load_step(step, ctx.samplers)
+    else:
+        samples, sampling_metrics = collect_groups(ctx, step, timer)
+        ctx.engine.sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
+    if ctx.recorder is not None:
+        ctx.recorder.save(step, samples, sampling_metrics, {d: s.state_dict() for d, s in ctx.samplers.items()})
     metrics.update(sampling_metrics)
-    ctx.engine.sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
     inject_fault(cfg.debug.kill_rank0_at_step == step, f"in the middle of step {step}")  # resume tests
 
     # 3. Advantages: group-normalised rewards; truncated responses and equal-reward groups get 0.
@@ -89,9 +98,10 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
                                                  global_sequences=float(len(group_samples))))
 
     # 6. Weight sync, trainer -> vLLM: the loop's one back-edge (on GPU it also wakes the sleeping engine).
-    with timer("sync"):
-        sync = ctx.weight_sync.sync(ctx.engine)
-    metrics["sync/gb_per_s"] = sync.gb_per_s
+    if ctx.weight_sync is not None:
+        with timer("sync"):
+            sync = ctx.weight_sync.sync(ctx.engine)
+        metrics["sync/gb_per_s"] = sync.gb_per_s
 
     metrics.update(response_metrics(ctx, samples))
     metrics.update(timer.pop())
@@ -284,19 +294,21 @@ def run_training(cfg: SRPOConfig) -> int:
             logger.info("resumed from %s (step %d)", latest, start_step)
         else:
             logger.info("initialised the policy from %s", cfg.train.init_checkpoint)
-        ctx.weight_sync.sync(engine)
+        if ctx.weight_sync is not None:
+            ctx.weight_sync.sync(engine)
 
         metrics = MetricsLogger(run_dir, cfg.logging, is_writer=state.rank == 0, total_steps=cfg.train.steps,
                                 start_step=start_step)
         j.on_close(metrics.close)
         preemption = PreemptionFlag()
         exit_code = 0
-        if start_step == 0 and cfg.train.eval_interval:
+        eval_interval = cfg.train.eval_interval if ctx.replay is None else 0  # evaluation samples from the engine
+        if start_step == 0 and eval_interval:
             metrics.log(0, evaluate(ctx))
         for step in range(start_step + 1, cfg.train.steps + 1):
             record = srpo_step(ctx, step)
             record["stage/current"] = float(ctx.stages.stage)  # the stage this step's batch was drawn in
-            evaluated = bool(cfg.train.eval_interval) and step % cfg.train.eval_interval == 0
+            evaluated = bool(eval_interval) and step % eval_interval == 0
             if evaluated:
                 record.update(evaluate(ctx))
             switch = ctx.stages.observe(step, stage_probe_score(cfg, record) if evaluated else None)
@@ -330,13 +342,15 @@ def run_training(cfg: SRPOConfig) -> int:
 
 
 def build_step_context(cfg: SRPOConfig, j: Job) -> StepContext:
-    """Tokenizer, prompts, policy, engine, weight sync, rewards, guard; what needs closing is registered with ``j``."""
+    """Tokenizer, prompts, policy, engine, weight sync, rewards, guard (in a replay: the saved rollouts instead of
+    engine, weight sync and rewards); what needs closing is registered with ``j``."""
     from transformers import AutoTokenizer
 
     from srpo_mcore.rewards import RewardManager
     from srpo_mcore.rollout.engine import resolve_rollout_dtype
     from srpo_mcore.rollout.guard import MismatchGuard
     from srpo_mcore.rollout.weight_sync import WeightSync
+    from srpo_mcore.tasks.replay import RolloutRecorder, RolloutReplay
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.train.init_checkpoint)
     prompts = PromptTable.load(cfg, tokenizer)
@@ -346,17 +360,25 @@ def build_step_context(cfg: SRPOConfig, j: Job) -> StepContext:
     logger.info("%d training prompts (math %d, code %d)", len(prompts), len(prompts.by_domain["math"]),
                 len(prompts.by_domain["code"]))
     policy = Policy(cfg, j.state)
-    engine = j.start_engine(cfg, seed=cfg.train.seed)
-    weight_sync = WeightSync(policy.chunk, cfg.model, j.state, cfg.rollout,
-                             dtype=resolve_rollout_dtype(cfg.rollout, cfg.model))
-    j.on_close(weight_sync.close)
-    rewards = RewardManager(cfg.rewards)
-    j.on_close(rewards.close)
+    replay = RolloutReplay(cfg.train.replay_dir) if cfg.train.replay_dir else None
+    engine = weight_sync = rewards = None
+    if replay is None:
+        engine = j.start_engine(cfg, seed=cfg.train.seed)
+        weight_sync = WeightSync(policy.chunk, cfg.model, j.state, cfg.rollout,
+                                 dtype=resolve_rollout_dtype(cfg.rollout, cfg.model))
+        j.on_close(weight_sync.close)
+        rewards = RewardManager(cfg.rewards)
+        j.on_close(rewards.close)
+    else:
+        logger.info("replaying the rollouts of %s: no rollout engine, rewards or evaluation", replay.directory)
+    recorder = (RolloutRecorder(Path(cfg.train.run_dir) / "rollouts", cfg, tokenizer, is_writer=j.state.rank == 0)
+                if cfg.train.save_rollouts else None)
     return StepContext(
         cfg=cfg, state=j.state, prompts=prompts, samplers=build_samplers(cfg, prompts),
         stages=TwoStageSchedule(cfg.stages), engine=engine, weight_sync=weight_sync, rewards=rewards,
         guard=MismatchGuard.from_config(cfg.rollout, raise_on_alarm=cfg.train.mismatch_alarm_action == "raise"),
-        policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection))
+        policy=policy, tokenizer=tokenizer, reflection=ReflectionCounter(cfg.reflection), replay=replay,
+        recorder=recorder)
 
 
 def stage_probe_score(cfg: SRPOConfig, record: dict[str, float]) -> float | None:
