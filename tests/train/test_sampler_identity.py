@@ -6,11 +6,11 @@ import dataclasses
 import json
 
 import pytest
-from srpo_mcore.train.prompts import PromptTable, prompt_key
 
 from srpo_mcore.algorithm.sampling import GroupOutcome
 from srpo_mcore.config import load_config
 from srpo_mcore.data.records import MathRecord
+from srpo_mcore.tasks.prompts import PromptTable, prompt_key
 from srpo_mcore.train.trainer import build_samplers
 
 

@@ -4,12 +4,12 @@ template around it), which the mixed-language penalty measures the response agai
 from types import SimpleNamespace
 
 import torch
-from srpo_mcore.train.prompts import Prompt
-from srpo_mcore.train.scoring import score_rollouts
 
 from srpo_mcore.data.records import MathRecord
 from srpo_mcore.rewards import RewardRequest
 from srpo_mcore.rewards.manager import RewardResult
+from srpo_mcore.tasks.prompts import Prompt
+from srpo_mcore.tasks.scoring import score_rollouts
 
 
 class Tokenizer:
