@@ -12,7 +12,7 @@ import torch
 from srpo_mcore.algorithm.sampling import GroupOutcome, build_prompt_sampler
 from srpo_mcore.config import SRPOConfig, load_config
 from srpo_mcore.tasks.replay import INDEX, RolloutRecorder, RolloutReplay, replay_problems, step_file
-from srpo_mcore.train.batch import ScoredSample
+from srpo_mcore.tasks.scoring import ScoredSample
 from tests.torchrun import REPO_ROOT
 from tests.unit.test_training_inputs import load_entry_point
 
