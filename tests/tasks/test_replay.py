@@ -13,8 +13,8 @@ from srpo_mcore.algorithm.sampling import GroupOutcome, build_prompt_sampler
 from srpo_mcore.config import SRPOConfig, load_config
 from srpo_mcore.tasks.replay import INDEX, RolloutRecorder, RolloutReplay, replay_problems, step_file
 from srpo_mcore.tasks.scoring import ScoredSample
-from tests.torchrun import REPO_ROOT
 from tests.tasks.test_training_inputs import load_entry_point
+from tests.torchrun import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from srpo_mcore.distributed import torchrun_argv
-from tests.torchrun import REPO_ROOT, free_port, run_isolated, torchrun_command
+from srpo_mcore.distributed import free_local_port, torchrun_argv
+from tests.torchrun import REPO_ROOT, run_isolated, torchrun_command
 
 
 def load_entry_point():
@@ -91,7 +91,7 @@ def test_a_script_gets_its_argv_verbatim_under_torchrun(tmp_path):
     script = tmp_path / "echo_argv.py"
     script.write_text("import json, os, sys\nprint(json.dumps([os.environ['WORLD_SIZE'], sys.argv[1:]]))\n")
     argv = ["--config", "x.yaml", "--nproc", "1", "train.steps=3"]
-    proc = subprocess.run(torchrun_argv(str(script), argv, 1, free_port()), cwd=REPO_ROOT, capture_output=True,
+    proc = subprocess.run(torchrun_argv(str(script), argv, 1, free_local_port()), cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["1", argv]
