@@ -93,3 +93,8 @@ def truncated_mask(finish_reasons: Sequence[str], group_size: int) -> torch.Tens
         raise ValueError(f"{len(finish_reasons)} finish reasons do not fill groups of {group_size}")
     flags = torch.tensor([reason == "length" for reason in finish_reasons], dtype=torch.bool)
     return flags.reshape(-1, group_size)
+
+
+ESTIMATORS = {"grpo": grpo_advantages}
+"""``algorithm.advantage_estimator`` -> the function that forms advantages (config.algorithm.ADVANTAGE_ESTIMATORS
+lists the same names; tests/algorithm pins that they agree)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from srpo_mcore.algorithm.advantages import grpo_advantages
+from srpo_mcore.algorithm.advantages import ESTIMATORS
 from srpo_mcore.algorithm.reflection import ReflectionCounter
 from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_prompt_sampler
 from srpo_mcore.algorithm.stages import TwoStageSchedule
@@ -158,8 +158,9 @@ def assign_advantages(samples: list[ScoredSample], cfg: SRPOConfig) -> dict[str,
         raise RuntimeError("the step collected no samples (every group was dropped); see sampling/* metrics")
     rewards = torch.tensor([s.reward for s in samples], dtype=torch.float64).reshape(-1, n)
     truncated = torch.tensor([s.finish_reason == "length" for s in samples]).reshape(-1, n)
-    result = grpo_advantages(rewards, truncated, normalize_by_std=cfg.algorithm.normalize_advantage_by_std,
-                             eps=cfg.algorithm.advantage_eps, zero_truncated=cfg.algorithm.overlong_zero_advantage)
+    estimator = ESTIMATORS[cfg.algorithm.advantage_estimator]
+    result = estimator(rewards, truncated, normalize_by_std=cfg.algorithm.normalize_advantage_by_std,
+                       eps=cfg.algorithm.advantage_eps, zero_truncated=cfg.algorithm.overlong_zero_advantage)
     for s, a in zip(samples, result.flat().tolist()):
         s.advantage = a
     return {"advantage/zero_group_fraction": result.zero_advantage_fraction,

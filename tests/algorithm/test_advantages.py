@@ -115,3 +115,10 @@ def test_config_switches():
                               eps=cfg.advantage_eps, zero_truncated=cfg.overlong_zero_advantage)
     assert default.advantages[0, 0].item() == 0.0
     assert default.advantages[0, 1].item() == pytest.approx(-1 / math.sqrt(2), rel=1e-5)
+
+
+def test_every_configurable_estimator_has_a_function():
+    from srpo_mcore.algorithm.advantages import ESTIMATORS
+    from srpo_mcore.config.algorithm import ADVANTAGE_ESTIMATORS
+
+    assert set(ESTIMATORS) == set(ADVANTAGE_ESTIMATORS)
