@@ -9,9 +9,10 @@ Nothing is allocated; no GPU, Megatron or vLLM is needed. Exit codes: 0 the plan
 Trainer and vLLM share every GPU. With rollout.enable_sleep_mode vLLM sleeps while the trainer trains (level 1
 moves its weights to host memory, level 2 drops them; both free the KV cache) and wakes for rollouts; without
 it vLLM keeps its whole budget throughout. The trainer's weights, fp32 grad buffer and optimizer state stay
-resident throughout (no CPU offload yet). So one GPU goes through three phases and the plan checks each:
+resident throughout (nothing offloads them to the host). So one GPU goes through three phases and the plan
+checks each:
 
-* train   = trainer state + activations of the in-flight micro-batches + logits + runtime (+ vLLM's budget
+* train   = trainer state + activations of the in-flight micro-batches + LM head + runtime (+ vLLM's budget
   when it does not sleep, else its CUDA graphs)
 * sync    = trainer state + vLLM weights (woken) + weight-sync buckets + runtime
 * rollout = trainer state + runtime + vLLM's whole budget (gpu_memory_utilization x GPU memory: its weights,
@@ -33,10 +34,15 @@ Per-GPU formulas (bytes; ``P`` = parameters on this rank, ``T`` = train.max_toke
   no T x T matrix, so there selective recompute changes nothing.
   none/selective: ``inflight x L_s x A x T``; full (chunks of n layers): ``inflight x ceil(L_s/n) x 2hT/t'
   + n x A x T``. 1F1B keeps ``inflight = min(PP - stage, micro-batches)`` micro-batches on a stage.
-* logits (last stage, one micro-batch): unfused (Megatron's output layer, then log-softmax in fp32): the bf16
-  [T, V/t] logits, the fp32 log-softmax kept for backward and two fp32 gradients at its backward:
-  ``14 T V/t``. Fused (kernels/fused_linear_logprobs.py, never materialises [T, V/t]): one logits chunk of
-  256 MiB, the fp32 hidden-state gradient accumulator and the gathered bf16 hidden states: ``256 MiB + 6 T h``.
+* LM head + loss (last stage, one micro-batch; :func:`lm_head_bytes`), as train.fused_lm_head says the trainer
+  runs it (srpo_mcore/train/loss.py), ``b`` = bytes(params_dtype), Triton kernels (what ``kernel_backend: auto``
+  picks on a GPU): logits path (Megatron's output layer, then the loss kernels on its logits): two [T, V/t]
+  buffers in ``b`` at a time (the logits and GPTModel's transposed copy in the forward; the logits kept for
+  backward and their gradient in the backward): ``2 b T V/t``. Fused LM head (kernels/fused_linear_logprobs.py,
+  never materialises [T, V/t]): one logits chunk of ``min(256 MiB, b T V/t)``, the fp32 hidden-state gradient
+  accumulator ``4 T h`` and, with sequence parallelism, the gathered hidden states ``b T h``. Both add the output
+  weight's gradient ``b h V/t`` before DDP adds it to the fp32 buffer. ``kernel_backend: torch`` runs the same in
+  checkpointed 1024-token chunks: add ~``TORCH_CHUNK_FP32_BUFFERS x 4 x 1024 x V/t`` of fp32 temporaries.
 * vLLM weights: (P_total - norms) / rollout TP + norms, in the engine dtype.
 * KV cache per token per GPU: ``2 [K,V] x layers x (g / rollout TP) x d x bytes``. The whole step needs
   ``prompts_per_step x samples_per_prompt / rollout DP`` sequences of ``prompt + response`` tokens per engine;
@@ -56,6 +62,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from srpo_kernels.backends import TORCH_TOKEN_CHUNK
+
 from srpo_mcore.config import ConfigError, SRPOConfig, validate_world_size
 from srpo_mcore.config.model import ModelConfig
 
@@ -63,10 +71,14 @@ GIB = 1024**3
 MIB = 1024**2
 # An H100 SXM 80GB reports 81,559 MiB of device memory (nvidia-smi, torch.cuda.mem_get_info).
 H100_80GB_BYTES = 81_559 * MIB
+# How many fp32 [TORCH_TOKEN_CHUNK, V/t] temporaries the torch kernel backend holds at once (fitted to
+# benchmarks/lm_head_memory.py on CPU, see docs/benchmarks.md).
+TORCH_CHUNK_FP32_BUFFERS = 4
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INVALID_LAYOUT = 0, 1, 2
-ROW_ORDER = ("trainer weights", "grad buffer (fp32)", "optimizer state", "activations", "logits", "vLLM weights",
+ROW_ORDER = ("trainer weights", "grad buffer (fp32)", "optimizer state", "activations", "LM head + loss",
+             "vLLM weights",
              "vLLM activations", "vLLM KV cache", "vLLM CUDA graphs", "weight-sync buckets",
              "runtime (CUDA, NCCL, workspaces)")
 
@@ -77,9 +89,7 @@ class PlannerOptions:
 
     gpu_memory_bytes: int = H100_80GB_BYTES
     runtime_overhead_bytes: int = 3 * GIB  # CUDA context, cuBLAS workspaces, NCCL buffers of all groups, slack
-    fused_logprobs: bool = True  # count the fused LM-head + log-prob kernel (the unfused figure is printed too)
     fused_chunk_bytes: int = 256 * MIB  # kernels/fused_linear_logprobs.py: one [T, C] logits chunk
-    offload_trainer_during_rollout: bool = False  # grads + optimizer state to CPU while vLLM is awake
     vllm_max_num_batched_tokens: int = 8192
     vllm_max_num_seqs: int = 1024
     vllm_cuda_graph_bytes: int = 1 * GIB  # only when rollout.enforce_eager is false
@@ -158,8 +168,8 @@ class StagePlan:
     grads: int
     optimizer: int
     activations: int
-    logits_unfused: int
-    logits_fused: int
+    lm_head_logits_path: int
+    lm_head_fused: int
     inflight: int
 
 
@@ -290,19 +300,16 @@ def _phases(stage: StagePlan, engine: _Engine, cfg: SRPOConfig, opt: PlannerOpti
     ro = cfg.rollout
     trainer = {"trainer weights": stage.weights, "grad buffer (fp32)": stage.grads,
                "optimizer state": stage.optimizer}
-    trainer_in_rollout = dict(trainer)
-    if opt.offload_trainer_during_rollout:
-        trainer_in_rollout.update({"grad buffer (fp32)": 0, "optimizer state": 0})
     awake = {"vLLM weights": engine.weights, "vLLM activations": engine.activations,
              "vLLM CUDA graphs": engine.cuda_graphs, "vLLM KV cache": max(0, engine.kv_available)}
     asleep = {"vLLM CUDA graphs": engine.cuda_graphs} if ro.enable_sleep_mode else awake
     woken = {"vLLM weights": engine.weights, "vLLM CUDA graphs": engine.cuda_graphs} if ro.enable_sleep_mode else awake
     runtime = {"runtime (CUDA, NCCL, workspaces)": opt.runtime_overhead_bytes}
-    logits = stage.logits_fused if opt.fused_logprobs else stage.logits_unfused
+    head = stage.lm_head_fused if cfg.train.fused_lm_head else stage.lm_head_logits_path
     return {
-        "train": {**trainer, "activations": stage.activations, "logits": logits, **asleep, **runtime},
+        "train": {**trainer, "activations": stage.activations, "LM head + loss": head, **asleep, **runtime},
         "sync": {**trainer, **woken, "weight-sync buckets": 2 * ro.sync_bucket_mb * MIB, **runtime},
-        "rollout": {**trainer_in_rollout, **awake, **runtime},
+        "rollout": {**trainer, **awake, **runtime},
     }
 
 
@@ -325,15 +332,30 @@ def _stage_plan(cfg: SRPOConfig, params: ParamCount, stage: int, dp: int, micro_
         activations = inflight * math.ceil(layers / chunk) * 2 * m.hidden_size * tokens / sp_div + chunk * per_layer
     else:
         activations = inflight * layers * per_layer
-    v_local = m.padded_vocab_size // tp
     last = stage == pp - 1
     if last:  # final norm input and output-layer input of the one micro-batch in flight on the last stage
         activations += 4 * m.hidden_size * tokens / sp_div
     return StagePlan(
         stage=stage, params=n, weights=n * DTYPE_BYTES[m.params_dtype], grads=n * 4, optimizer=optimizer,
         activations=int(activations), inflight=inflight,
-        logits_unfused=14 * tokens * v_local if last else 0,
-        logits_fused=opt.fused_chunk_bytes + 6 * tokens * m.hidden_size if last else 0)
+        lm_head_logits_path=lm_head_bytes(cfg, fused=False, chunk_bytes=opt.fused_chunk_bytes) if last else 0,
+        lm_head_fused=lm_head_bytes(cfg, fused=True, chunk_bytes=opt.fused_chunk_bytes) if last else 0)
+
+
+def lm_head_bytes(cfg: SRPOConfig, *, fused: bool, chunk_bytes: int = 256 * MIB) -> int:
+    """Peak bytes of one micro-batch's LM head + log-probs + loss on the last stage (see the module docstring)."""
+    m, par = cfg.model, cfg.parallel
+    tp, tokens, h = par.tensor_model_parallel_size, cfg.train.max_tokens_per_micro_batch, m.hidden_size
+    b, v_local = DTYPE_BYTES[m.params_dtype], m.padded_vocab_size // tp
+    weight_grad = b * h * v_local
+    if fused:
+        gathered = b * tokens * h if par.sequence_parallel and tp > 1 else 0
+        head = min(chunk_bytes, b * tokens * v_local) + 4 * tokens * h + gathered
+    else:
+        head = 2 * b * tokens * v_local
+    if cfg.train.kernel_backend == "torch":
+        head += TORCH_CHUNK_FP32_BUFFERS * 4 * min(TORCH_TOKEN_CHUNK, tokens) * v_local
+    return head + weight_grad
 
 
 def _judge(plan: MemoryPlan, cfg: SRPOConfig, budget: int) -> None:
@@ -415,18 +437,19 @@ def format_plan(plan: MemoryPlan, cfg: SRPOConfig) -> str:
         cells = [plan.phases[p].get(row) for p in plan.phases]
         if not any(cells):
             continue
-        label = {"logits": "logits (fused kernel)" if opt.fused_logprobs else "logits (unfused fp32)",
+        label = {"LM head + loss": "LM head + loss (" + ("fused" if cfg.train.fused_lm_head else "logits") + ")",
                  "optimizer state": "optimizer state" + (f" (/DP={plan.dp})" if par.use_distributed_optimizer else
                                                          "")}.get(row, row)
         lines.append(f"  {label:<34}" + "".join(f"{_gib(c) if c else '-':>9}" for c in cells))
     lines.append(f"  {'total':<34}" + "".join(f"{_gib(plan.phase_total(p)):>9}" for p in plan.phases))
     lines.append(f"  {'free':<34}" + "".join(f"{_gib(plan.gpu_memory_bytes - plan.phase_total(p)):>9}"
                                             for p in plan.phases))
-    last = plan.last_stage
-    counted, other = (last.logits_fused, last.logits_unfused) if opt.fused_logprobs else (last.logits_unfused,
-                                                                                         last.logits_fused)
-    lines.append(f"  logits on the last stage: {_gib(counted)} GiB counted; "
-                 f"{'unfused fp32' if opt.fused_logprobs else 'fused kernel'} would be {_gib(other)} GiB")
+    last, fused = plan.last_stage, cfg.train.fused_lm_head
+    counted, other = (last.lm_head_fused, last.lm_head_logits_path) if fused else (last.lm_head_logits_path,
+                                                                                   last.lm_head_fused)
+    lines.append(f"  LM head + loss on the last stage: {_gib(counted)} GiB counted (train.fused_lm_head: "
+                 f"{str(fused).lower()}); the {'logits path' if fused else 'fused LM head'} would need "
+                 f"{_gib(other)} GiB")
     if plan.pp > 1:
         lines.append("  train phase by stage: " + ", ".join(
             f"stage {s}: {_gib(b)} GiB" for s, b in plan.stage_train_bytes.items()))
@@ -437,8 +460,7 @@ def format_plan(plan: MemoryPlan, cfg: SRPOConfig) -> str:
         f"{plan.sequences_per_engine} per engine ({_gib(plan.kv_bytes_needed)} GiB at full length, "
         f"{plan.waves} wave(s))",
         f"assumed: vLLM {f'sleeps (level {ro.sleep_level})' if ro.enable_sleep_mode else 'never sleeps'} during "
-        f"training; trainer grads + optimizer {'offloaded' if opt.offload_trainer_during_rollout else 'resident'} "
-        f"during rollouts; runtime overhead {_gib(opt.runtime_overhead_bytes)} GiB per GPU",
+        f"training; trainer weights, grads and optimizer state resident throughout; runtime overhead {_gib(opt.runtime_overhead_bytes)} GiB per GPU",
     ]
     if ro.enable_sleep_mode and ro.sleep_level == 1:
         host = plan.phases["rollout"]["vLLM weights"] * plan.gpus_per_node
@@ -485,8 +507,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--gpus-per-node", type=int, default=8)
     ap.add_argument("--gpu-memory-gib", type=float, default=H100_80GB_BYTES / GIB)
-    ap.add_argument("--unfused-logprobs", action="store_true", help="count the unfused fp32 log-softmax")
-    ap.add_argument("--offload-trainer", action="store_true", help="grads + optimizer on CPU during rollouts")
     ap.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = ap.parse_args(argv)
     try:
@@ -494,8 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return EXIT_INVALID_LAYOUT
-    options = PlannerOptions(gpu_memory_bytes=int(args.gpu_memory_gib * GIB), fused_logprobs=not args.unfused_logprobs,
-                             offload_trainer_during_rollout=args.offload_trainer)
+    options = PlannerOptions(gpu_memory_bytes=int(args.gpu_memory_gib * GIB))
     return run_dry_run(cfg, args.nodes, args.gpus_per_node, options=options, as_json=args.json)
 
 
