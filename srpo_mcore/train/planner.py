@@ -41,8 +41,9 @@ Per-GPU formulas (bytes; ``P`` = parameters on this rank, ``T`` = train.max_toke
   backward and their gradient in the backward): ``2 b T V/t``. Fused LM head (kernels/fused_linear_logprobs.py,
   never materialises [T, V/t]): one logits chunk of ``min(256 MiB, b T V/t)``, the fp32 hidden-state gradient
   accumulator ``4 T h`` and, with sequence parallelism, the gathered hidden states ``b T h``. Both add the output
-  weight's gradient ``b h V/t`` before DDP adds it to the fp32 buffer. ``kernel_backend: torch`` runs the same in
-  checkpointed 1024-token chunks: add ~``TORCH_CHUNK_FP32_BUFFERS x 4 x 1024 x V/t`` of fp32 temporaries.
+  weight's gradient ``b h V/t`` before DDP adds it to the fp32 buffer. ``kernel_backend: torch`` computes the
+  log-probs in checkpointed 1024-token chunks instead: ``k x 4 x 1024 x V/t`` of fp32 temporaries
+  (``TORCH_CHUNK_FP32_BUFFERS``: k = 5 on the logits path, 6 on the fused one, where they replace the chunk).
 * vLLM weights: (P_total - norms) / rollout TP + norms, in the engine dtype.
 * KV cache per token per GPU: ``2 [K,V] x layers x (g / rollout TP) x d x bytes``. The whole step needs
   ``prompts_per_step x samples_per_prompt / rollout DP`` sequences of ``prompt + response`` tokens per engine;
@@ -71,9 +72,9 @@ GIB = 1024**3
 MIB = 1024**2
 # An H100 SXM 80GB reports 81,559 MiB of device memory (nvidia-smi, torch.cuda.mem_get_info).
 H100_80GB_BYTES = 81_559 * MIB
-# How many fp32 [TORCH_TOKEN_CHUNK, V/t] temporaries the torch kernel backend holds at once (fitted to
-# benchmarks/lm_head_memory.py on CPU, see docs/benchmarks.md).
-TORCH_CHUNK_FP32_BUFFERS = 4
+# How many fp32 [TORCH_TOKEN_CHUNK, V/t] temporaries the torch kernel backend holds at once, per path (rounded up
+# from benchmarks/lm_head_memory.py on CPU at the Qwen2.5-0.5B head, 8192 tokens: 4.4 and 5.5, docs/benchmarks.md).
+TORCH_CHUNK_FP32_BUFFERS = {"logits": 5, "fused": 6}
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INVALID_LAYOUT = 0, 1, 2
@@ -348,14 +349,15 @@ def lm_head_bytes(cfg: SRPOConfig, *, fused: bool, chunk_bytes: int = 256 * MIB)
     tp, tokens, h = par.tensor_model_parallel_size, cfg.train.max_tokens_per_micro_batch, m.hidden_size
     b, v_local = DTYPE_BYTES[m.params_dtype], m.padded_vocab_size // tp
     weight_grad = b * h * v_local
+    torch_chunks = 0
+    if cfg.train.kernel_backend == "torch":
+        torch_chunks = TORCH_CHUNK_FP32_BUFFERS["fused" if fused else "logits"] * 4 * min(TORCH_TOKEN_CHUNK,
+                                                                                          tokens) * v_local
     if fused:
         gathered = b * tokens * h if par.sequence_parallel and tp > 1 else 0
-        head = min(chunk_bytes, b * tokens * v_local) + 4 * tokens * h + gathered
-    else:
-        head = 2 * b * tokens * v_local
-    if cfg.train.kernel_backend == "torch":
-        head += TORCH_CHUNK_FP32_BUFFERS * 4 * min(TORCH_TOKEN_CHUNK, tokens) * v_local
-    return head + weight_grad
+        chunk = torch_chunks or min(chunk_bytes, b * tokens * v_local)
+        return chunk + 4 * tokens * h + gathered + weight_grad
+    return 2 * b * tokens * v_local + torch_chunks + weight_grad
 
 
 def _judge(plan: MemoryPlan, cfg: SRPOConfig, budget: int) -> None:

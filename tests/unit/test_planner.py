@@ -10,7 +10,6 @@ import pytest
 from srpo_mcore.config import load_config
 from srpo_mcore.train.planner import (
     GIB,
-    TORCH_CHUNK_FP32_BUFFERS,
     count_parameters,
     layer_activation_bytes_per_token,
     lm_head_bytes,
@@ -121,8 +120,20 @@ def test_lm_head_under_sequence_parallelism_and_the_torch_backend():
     # the fused head gathers the sequence-parallel hidden states (bf16 [T, h]) before its GEMMs
     assert lm_head_bytes(c, fused=True) == 256 * 2**20 + 4 * t * h + 2 * t * h + weight_grad
     torch_backend = cfg("srpo/qwen2.5-7b-1x8.yaml", "train.kernel_backend=torch")
-    chunk_temps = TORCH_CHUNK_FP32_BUFFERS * 4 * 1024 * v_local
-    assert lm_head_bytes(torch_backend, fused=False) == lm_head_bytes(c, fused=False) + chunk_temps
+    chunk = 4 * 1024 * v_local  # one fp32 [1024, V/t] temporary of the torch backend's token chunks
+    assert lm_head_bytes(torch_backend, fused=False) == lm_head_bytes(c, fused=False) + 5 * chunk
+    assert lm_head_bytes(torch_backend, fused=True) == lm_head_bytes(c, fused=True) - 256 * 2**20 + 6 * chunk
+
+
+def test_lm_head_formula_covers_the_cpu_measurement():
+    # benchmarks/lm_head_memory.py, Qwen2.5-0.5B head (h 896, vocab 151,936), 8192 tokens, bf16, torch backend,
+    # measured peak extra memory (docs/benchmarks.md): logits path 7.43 GiB, fused LM head 3.64 GiB. The planner
+    # must not plan below what was measured, nor far above it.
+    c = cfg("models/qwen2.5-0.5b.yaml", "train.max_tokens_per_micro_batch=8192", "train.kernel_backend=torch",
+            "model.params_dtype=bfloat16")
+    assert c.model.padded_vocab_size == 151_936 and c.model.hidden_size == 896
+    for fused, measured in ((False, 7.43), (True, 3.64)):
+        assert measured <= lm_head_bytes(c, fused=fused) / GIB <= 1.1 * measured
 
 
 def test_dry_run_prints_which_lm_head_it_counted():
