@@ -97,7 +97,6 @@ def test_fused_lm_head_equals_logits_path(findings, case):
     # the step exercised the loss: both clip sides, and the KL reference where configured
     assert ranks[0]["clip_low"] > 0 and ranks[0]["clip_high"] > 0
     assert all(r["has_ref"] for r in last_stage) == case.startswith("tp2pp2_kl")
-    assert ("loss/kl_loss" in ranks[0]["metric_keys"]) == case.startswith("tp2pp2_kl")
 
 
 def test_fused_lm_head_parity_catches_a_missing_tp_gradient_reduction(findings):
