@@ -87,7 +87,6 @@ class Policy:
         last stage) and return ``(rollout, trainer)`` log-probs of all response tokens as flat tensors (empty
         on other stages): the stale-weight guard's input."""
         rollout, trainer = [], []
-
         loss_path = self.token_loss
 
         def measure(head_output, mb):
