@@ -87,4 +87,5 @@ class TokenLoss:
             per_token["loss_mask"], per_token["ref_logp"], per_token["rollout_logp"], per_token["seq_ids"],
             config=cfg, num_global_tokens=1.0, num_global_seqs=1.0,
         )
-        return loss.float(), {k: v.float() for k, v in metrics.items()}
+        out_dtype = torch.promote_types(out.hidden.dtype, torch.float32)  # as the logits path returns it
+        return loss.to(out_dtype), {k: v.to(out_dtype) for k, v in metrics.items()}
