@@ -62,6 +62,11 @@ class TrainConfig:
     kernel_backend: str = option(
         "auto", "Log-prob / loss kernels: triton (GPU), torch (chunked reference), or auto (triton with CUDA)."
     )
+    fused_lm_head: bool = option(
+        True, "Compute the trainer's log-probs, entropy and loss from the final hidden states and the output "
+        "weight with the fused LM-head kernel (never materialises the [tokens, vocab/TP] logits); false: "
+        "Megatron's output layer, then the log-prob / loss kernels on its logits."
+    )
     mismatch_alarm_action: str = option(
         "raise", "When the stale-weight alarm trips: raise (stop the run) or warn (log and continue)."
     )

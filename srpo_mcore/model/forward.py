@@ -1,9 +1,11 @@
 """Running the (possibly pipelined) Megatron model over micro-batches.
 
 ``forward_backward`` wraps Megatron's schedule (no pipelining, or 1F1B when PP > 1) for right-padded
-``[batch, seq]`` token micro-batches: the first stage embeds tokens, the last stage hands its vocab-parallel
-logits ``[batch, seq, padded_vocab / TP]`` to ``loss_fn``. Causal attention makes right padding harmless to
-the real tokens; the loss masks the padding.
+``[batch, seq]`` token micro-batches: the first stage embeds tokens, the last stage hands ``loss_fn`` either its
+vocab-parallel logits ``[batch, seq, padded_vocab / TP]`` (``head="logits"``) or, for a fused LM head, an
+:class:`LMHeadInput`: the final hidden states and this rank's vocab shard of the output weight, with Megatron's
+output layer left out (``head="hidden"``). Causal attention makes right padding harmless to the real tokens;
+the loss masks the padding.
 """
 
 from __future__ import annotations
@@ -48,19 +50,57 @@ def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-LossFn = Callable[[torch.Tensor, MicroBatch], tuple[torch.Tensor, torch.Tensor, dict]]
-"""(logits shard [b, s, V/TP], micro-batch) -> (loss summed over tokens, token count, metrics)."""
+@dataclass
+class LMHeadInput:
+    """What the last stage hands to a fused LM head instead of logits.
+
+    ``hidden``: the final (normed) hidden states ``[s, b, h]``, sequence-major as Megatron keeps them (with
+    sequence parallelism already gathered over TP). ``weight``: this rank's vocab shard ``[V/TP, h]`` of the
+    output layer's weight, which is the word embedding's (``shared_embedding_or_output_weight()``) with tied
+    embeddings; gradients reach it through the loss, and Megatron's DDP and tied-embedding all-reduce take them
+    from there. ``reduce_grad_input``: whether the loss must all-reduce the hidden-state gradient over TP
+    itself (False when the sequence-parallel gather's reduce-scatter already sums it); pass it on to
+    ``srpo_kernels`` ``fused_linear_logprobs``.
+    """
+
+    hidden: torch.Tensor
+    weight: torch.Tensor
+    reduce_grad_input: bool
+
+
+HeadOutput = torch.Tensor | LMHeadInput
+LossFn = Callable[[HeadOutput, MicroBatch], tuple[torch.Tensor, torch.Tensor, dict]]
+"""(logits shard [b, s, V/TP] or LMHeadInput, micro-batch) -> (loss summed over tokens, token count, metrics)."""
+HEADS = ("logits", "hidden")
+
+
+def lm_head_input(*, hidden_states: torch.Tensor, output_layer, output_weight, **_) -> LMHeadInput:
+    """Megatron ``GPTModel`` ``output_processor``: skip the output layer, return its input and weight."""
+    from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
+
+    weight = output_layer.weight if output_weight is None else output_weight
+    if getattr(output_layer, "sequence_parallel", False):
+        # Megatron's ColumnParallelLinear gathers the sequence shards the same way; the backward
+        # reduce-scatter then sums the TP ranks' partial hidden-state gradients.
+        hidden = gather_from_sequence_parallel_region(hidden_states, tensor_parallel_output_grad=True,
+                                                      group=output_layer.tp_group)
+        return LMHeadInput(hidden, weight, reduce_grad_input=False)
+    return LMHeadInput(hidden_states, weight, reduce_grad_input=True)
 
 
 def forward_backward(model_chunk: torch.nn.Module, micro_batches: Sequence[MicroBatch], loss_fn: LossFn, *,
-                     forward_only: bool) -> list[dict]:
+                     forward_only: bool, head: str = "logits") -> list[dict]:
     """Run the schedule over ``micro_batches``; return the per-micro-batch metric dicts (last stage only).
 
-    All micro-batches must share one ``[b, s]`` shape under PP (pipeline buffers are sized from it), lie on the
-    model's device (:meth:`MicroBatch.to`) and, under sequence parallelism, have lengths that are multiples of
+    ``head``: what ``loss_fn`` receives on the last stage (see the module docstring). All micro-batches must share
+    one ``[b, s]`` shape under PP (pipeline buffers are sized from it), lie on the model's device
+    (:meth:`MicroBatch.to`) and, under sequence parallelism, have lengths that are multiples of
     :func:`sequence_multiple`."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    head_kwargs = {"output_processor": lm_head_input} if head == "hidden" else {}
     device = next(model_chunk.parameters()).device
     for i, mb in enumerate(micro_batches):
         if mb.device != device:
@@ -78,10 +118,10 @@ def forward_backward(model_chunk: torch.nn.Module, micro_batches: Sequence[Micro
     def forward_step(data_iterator, model):
         mb = next(data_iterator)
         position_ids = torch.arange(mb.input_ids.shape[1], device=mb.input_ids.device).expand_as(mb.input_ids)
-        output = model(input_ids=mb.input_ids, position_ids=position_ids, attention_mask=None)
+        output = model(input_ids=mb.input_ids, position_ids=position_ids, attention_mask=None, **head_kwargs)
 
-        def loss_func(logits):
-            return loss_fn(logits, mb)
+        def loss_func(head_output):
+            return loss_fn(head_output, mb)
 
         return output, loss_func
 

@@ -1,5 +1,5 @@
 """``python -m srpo_mcore.planning --config ... --nodes N --gpus-per-node G``: the dry-run memory planner with
-its options (GPU memory, fused or unfused log-probs, trainer offload, JSON); ``pretrain_srpo.py --dry-run`` runs it
+its options (GPU memory, JSON; the LM-head path follows train.fused_lm_head); ``pretrain_srpo.py --dry-run`` runs it
 with the defaults. See memory.py for what it counts."""
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--gpus-per-node", type=int, default=8)
     ap.add_argument("--gpu-memory-gib", type=float, default=H100_80GB_BYTES / GIB)
-    ap.add_argument("--unfused-logprobs", action="store_true", help="count the unfused fp32 log-softmax")
-    ap.add_argument("--offload-trainer", action="store_true", help="grads + optimizer on CPU during rollouts")
     ap.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = ap.parse_args(argv)
     try:
@@ -31,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return EXIT_INVALID_LAYOUT
-    options = PlannerOptions(gpu_memory_bytes=int(args.gpu_memory_gib * GIB), fused_logprobs=not args.unfused_logprobs,
-                             offload_trainer_during_rollout=args.offload_trainer)
+    options = PlannerOptions(gpu_memory_bytes=int(args.gpu_memory_gib * GIB))
     return run_dry_run(cfg, args.nodes, args.gpus_per_node, options=options, as_json=args.json)
 
 

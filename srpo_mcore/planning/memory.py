@@ -11,9 +11,10 @@ Nothing is allocated; no GPU, Megatron or vLLM is needed. Exit codes: 0 the plan
 Trainer and vLLM share every GPU. With rollout.enable_sleep_mode vLLM sleeps while the trainer trains (level 1
 moves its weights to host memory, level 2 drops them; both free the KV cache) and wakes for rollouts; without
 it vLLM keeps its whole budget throughout. The trainer's weights, fp32 grad buffer and optimizer state stay
-resident throughout (no CPU offload yet). So one GPU goes through three phases and the plan checks each:
+resident throughout (nothing offloads them to the host). So one GPU goes through three phases and the plan
+checks each:
 
-* train   = trainer state + activations of the in-flight micro-batches + logits + runtime (+ vLLM's budget
+* train   = trainer state + activations of the in-flight micro-batches + LM head + runtime (+ vLLM's budget
   when it does not sleep, else its CUDA graphs)
 * sync    = trainer state + vLLM weights (woken) + weight-sync buckets + runtime
 * rollout = trainer state + runtime + vLLM's whole budget (gpu_memory_utilization x GPU memory: its weights,
@@ -35,10 +36,16 @@ Per-GPU formulas (bytes; ``P`` = parameters on this rank, ``T`` = train.max_toke
   no T x T matrix, so there selective recompute changes nothing.
   none/selective: ``inflight x L_s x A x T``; full (chunks of n layers): ``inflight x ceil(L_s/n) x 2hT/t'
   + n x A x T``. 1F1B keeps ``inflight = min(PP - stage, micro-batches)`` micro-batches on a stage.
-* logits (last stage, one micro-batch): unfused (Megatron's output layer, then log-softmax in fp32): the bf16
-  [T, V/t] logits, the fp32 log-softmax kept for backward and two fp32 gradients at its backward:
-  ``14 T V/t``. Fused (kernels/fused_linear_logprobs.py, never materialises [T, V/t]): one logits chunk of
-  256 MiB, the fp32 hidden-state gradient accumulator and the gathered bf16 hidden states: ``256 MiB + 6 T h``.
+* LM head + loss (last stage, one micro-batch; :func:`lm_head_bytes`), as train.fused_lm_head says the trainer
+  runs it (srpo_mcore/train/loss.py), ``b`` = bytes(params_dtype), Triton kernels (what ``kernel_backend: auto``
+  picks on a GPU): logits path (Megatron's output layer, then the loss kernels on its logits): two [T, V/t]
+  buffers in ``b`` at a time (the logits and GPTModel's transposed copy in the forward; the logits kept for
+  backward and their gradient in the backward): ``2 b T V/t``. Fused LM head (kernels/fused_linear_logprobs.py,
+  never materialises [T, V/t]): one logits chunk of ``min(256 MiB, b T V/t)``, the fp32 hidden-state gradient
+  accumulator ``4 T h`` and, with sequence parallelism, the gathered hidden states ``b T h``. Both add the output
+  weight's gradient ``b h V/t`` before DDP adds it to the fp32 buffer. ``kernel_backend: torch`` computes the
+  log-probs in checkpointed 1024-token chunks instead: ``k x 4 x 1024 x V/t`` of fp32 temporaries
+  (``TORCH_CHUNK_FP32_BUFFERS``: k = 5 on the logits path, 6 on the fused one, where they replace the chunk).
 * vLLM weights: (P_total - norms) / rollout TP + norms, in the engine dtype.
 * KV cache per token per GPU: ``2 [K,V] x layers x (g / rollout TP) x d x bytes``. The whole step needs
   ``prompts_per_step x samples_per_prompt / rollout DP`` sequences of ``prompt + response`` tokens per engine;
@@ -54,6 +61,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from srpo_kernels.backends import TORCH_TOKEN_CHUNK
+
 from srpo_mcore.config import ConfigError, SRPOConfig, validate_world_size
 from srpo_mcore.config.model import DTYPE_BYTES, ModelConfig
 
@@ -61,9 +70,13 @@ GIB = 1024**3
 MIB = 1024**2
 # An H100 SXM 80GB reports 81,559 MiB of device memory (nvidia-smi, torch.cuda.mem_get_info).
 H100_80GB_BYTES = 81_559 * MIB
+# How many fp32 [TORCH_TOKEN_CHUNK, V/t] temporaries the torch kernel backend holds at once, per path (rounded up
+# from benchmarks/lm_head_memory.py on CPU at the Qwen2.5-0.5B head, 8192 tokens: 4.4 and 5.5, docs/benchmarks.md).
+TORCH_CHUNK_FP32_BUFFERS = {"logits": 5, "fused": 6}
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_INVALID_LAYOUT = 0, 1, 2
-ROW_ORDER = ("trainer weights", "grad buffer (fp32)", "optimizer state", "activations", "logits", "vLLM weights",
+ROW_ORDER = ("trainer weights", "grad buffer (fp32)", "optimizer state", "activations", "LM head + loss",
+             "vLLM weights",
              "vLLM activations", "vLLM KV cache", "vLLM CUDA graphs", "weight-sync buckets",
              "runtime (CUDA, NCCL, workspaces)")
 
@@ -74,9 +87,7 @@ class PlannerOptions:
 
     gpu_memory_bytes: int = H100_80GB_BYTES
     runtime_overhead_bytes: int = 3 * GIB  # CUDA context, cuBLAS workspaces, NCCL buffers of all groups, slack
-    fused_logprobs: bool = True  # count the fused LM-head + log-prob kernel (the unfused figure is printed too)
     fused_chunk_bytes: int = 256 * MIB  # kernels/fused_linear_logprobs.py: one [T, C] logits chunk
-    offload_trainer_during_rollout: bool = False  # grads + optimizer state to CPU while vLLM is awake
     vllm_max_num_batched_tokens: int = 8192
     vllm_max_num_seqs: int = 1024
     vllm_cuda_graph_bytes: int = 1 * GIB  # only when rollout.enforce_eager is false
@@ -155,8 +166,8 @@ class StagePlan:
     grads: int
     optimizer: int
     activations: int
-    logits_unfused: int
-    logits_fused: int
+    lm_head_logits_path: int
+    lm_head_fused: int
     inflight: int
 
 
@@ -287,19 +298,16 @@ def _phases(stage: StagePlan, engine: _Engine, cfg: SRPOConfig, opt: PlannerOpti
     ro = cfg.rollout
     trainer = {"trainer weights": stage.weights, "grad buffer (fp32)": stage.grads,
                "optimizer state": stage.optimizer}
-    trainer_in_rollout = dict(trainer)
-    if opt.offload_trainer_during_rollout:
-        trainer_in_rollout.update({"grad buffer (fp32)": 0, "optimizer state": 0})
     awake = {"vLLM weights": engine.weights, "vLLM activations": engine.activations,
              "vLLM CUDA graphs": engine.cuda_graphs, "vLLM KV cache": max(0, engine.kv_available)}
     asleep = {"vLLM CUDA graphs": engine.cuda_graphs} if ro.enable_sleep_mode else awake
     woken = {"vLLM weights": engine.weights, "vLLM CUDA graphs": engine.cuda_graphs} if ro.enable_sleep_mode else awake
     runtime = {"runtime (CUDA, NCCL, workspaces)": opt.runtime_overhead_bytes}
-    logits = stage.logits_fused if opt.fused_logprobs else stage.logits_unfused
+    head = stage.lm_head_fused if cfg.train.fused_lm_head else stage.lm_head_logits_path
     return {
-        "train": {**trainer, "activations": stage.activations, "logits": logits, **asleep, **runtime},
+        "train": {**trainer, "activations": stage.activations, "LM head + loss": head, **asleep, **runtime},
         "sync": {**trainer, **woken, "weight-sync buckets": 2 * ro.sync_bucket_mb * MIB, **runtime},
-        "rollout": {**trainer_in_rollout, **awake, **runtime},
+        "rollout": {**trainer, **awake, **runtime},
     }
 
 
@@ -322,15 +330,31 @@ def _stage_plan(cfg: SRPOConfig, params: ParamCount, stage: int, dp: int, micro_
         activations = inflight * math.ceil(layers / chunk) * 2 * m.hidden_size * tokens / sp_div + chunk * per_layer
     else:
         activations = inflight * layers * per_layer
-    v_local = m.padded_vocab_size // tp
     last = stage == pp - 1
     if last:  # final norm input and output-layer input of the one micro-batch in flight on the last stage
         activations += 4 * m.hidden_size * tokens / sp_div
     return StagePlan(
         stage=stage, params=n, weights=n * DTYPE_BYTES[m.params_dtype], grads=n * 4, optimizer=optimizer,
         activations=int(activations), inflight=inflight,
-        logits_unfused=14 * tokens * v_local if last else 0,
-        logits_fused=opt.fused_chunk_bytes + 6 * tokens * m.hidden_size if last else 0)
+        lm_head_logits_path=lm_head_bytes(cfg, fused=False, chunk_bytes=opt.fused_chunk_bytes) if last else 0,
+        lm_head_fused=lm_head_bytes(cfg, fused=True, chunk_bytes=opt.fused_chunk_bytes) if last else 0)
+
+
+def lm_head_bytes(cfg: SRPOConfig, *, fused: bool, chunk_bytes: int = 256 * MIB) -> int:
+    """Peak bytes of one micro-batch's LM head + log-probs + loss on the last stage (see the module docstring)."""
+    m, par = cfg.model, cfg.parallel
+    tp, tokens, h = par.tensor_model_parallel_size, cfg.train.max_tokens_per_micro_batch, m.hidden_size
+    b, v_local = DTYPE_BYTES[m.params_dtype], m.padded_vocab_size // tp
+    weight_grad = b * h * v_local
+    torch_chunks = 0
+    if cfg.train.kernel_backend == "torch":
+        torch_chunks = TORCH_CHUNK_FP32_BUFFERS["fused" if fused else "logits"] * 4 * min(TORCH_TOKEN_CHUNK,
+                                                                                          tokens) * v_local
+    if fused:
+        gathered = b * tokens * h if par.sequence_parallel and tp > 1 else 0
+        chunk = torch_chunks or min(chunk_bytes, b * tokens * v_local)
+        return chunk + 4 * tokens * h + gathered + weight_grad
+    return 2 * b * tokens * v_local + torch_chunks + weight_grad
 
 
 def _judge(plan: MemoryPlan, cfg: SRPOConfig, budget: int) -> None:

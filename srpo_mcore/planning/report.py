@@ -43,18 +43,19 @@ def format_plan(plan: MemoryPlan, cfg: SRPOConfig) -> str:
         cells = [plan.phases[p].get(row) for p in plan.phases]
         if not any(cells):
             continue
-        label = {"logits": "logits (fused kernel)" if opt.fused_logprobs else "logits (unfused fp32)",
+        label = {"LM head + loss": "LM head + loss (" + ("fused" if cfg.train.fused_lm_head else "logits") + ")",
                  "optimizer state": "optimizer state" + (f" (/DP={plan.dp})" if par.use_distributed_optimizer else
                                                          "")}.get(row, row)
         lines.append(f"  {label:<34}" + "".join(f"{_gib(c) if c else '-':>9}" for c in cells))
     lines.append(f"  {'total':<34}" + "".join(f"{_gib(plan.phase_total(p)):>9}" for p in plan.phases))
     lines.append(f"  {'free':<34}" + "".join(f"{_gib(plan.gpu_memory_bytes - plan.phase_total(p)):>9}"
                                             for p in plan.phases))
-    last = plan.last_stage
-    counted, other = (last.logits_fused, last.logits_unfused) if opt.fused_logprobs else (last.logits_unfused,
-                                                                                         last.logits_fused)
-    lines.append(f"  logits on the last stage: {_gib(counted)} GiB counted; "
-                 f"{'unfused fp32' if opt.fused_logprobs else 'fused kernel'} would be {_gib(other)} GiB")
+    last, fused = plan.last_stage, cfg.train.fused_lm_head
+    counted, other = (last.lm_head_fused, last.lm_head_logits_path) if fused else (last.lm_head_logits_path,
+                                                                                   last.lm_head_fused)
+    lines.append(f"  LM head + loss on the last stage: {_gib(counted)} GiB counted (train.fused_lm_head: "
+                 f"{str(fused).lower()}); the {'logits path' if fused else 'fused LM head'} would need "
+                 f"{_gib(other)} GiB")
     if plan.pp > 1:
         lines.append("  train phase by stage: " + ", ".join(
             f"stage {s}: {_gib(b)} GiB" for s, b in plan.stage_train_bytes.items()))
@@ -65,8 +66,8 @@ def format_plan(plan: MemoryPlan, cfg: SRPOConfig) -> str:
         f"{plan.sequences_per_engine} per engine ({_gib(plan.kv_bytes_needed)} GiB at full length, "
         f"{plan.waves} wave(s))",
         f"assumed: vLLM {f'sleeps (level {ro.sleep_level})' if ro.enable_sleep_mode else 'never sleeps'} during "
-        f"training; trainer grads + optimizer {'offloaded' if opt.offload_trainer_during_rollout else 'resident'} "
-        f"during rollouts; runtime overhead {_gib(opt.runtime_overhead_bytes)} GiB per GPU",
+        f"training; trainer weights, grads and optimizer state resident throughout; runtime overhead "
+        f"{_gib(opt.runtime_overhead_bytes)} GiB per GPU",
     ]
     if ro.enable_sleep_mode and ro.sleep_level == 1:
         host = plan.phases["rollout"]["vLLM weights"] * plan.gpus_per_node

@@ -5,7 +5,11 @@ Two operations, both over this data-parallel rank's micro-batches and through Me
 * :meth:`Policy.compute_logprobs` - forward only; stores the trainer's log-probs of the sampled tokens in each
   micro-batch (``extras["old_logprobs"]``, last pipeline stage) and measures how far they are from the rollout
   engine's (the stale-weight guard's input).
-* :meth:`Policy.train_step` - forward/backward with the fused token-level loss, then one optimizer step.
+* :meth:`Policy.train_step` - forward/backward with the token-level GRPO loss, then one optimizer step.
+
+Log-probs and the loss come from :class:`~srpo_mcore.train.loss.TokenLoss`: by default from the final hidden
+states and the output weight through the fused LM-head kernel (``train.fused_lm_head``), else from Megatron's
+logits.
 
 Normalisation: the loss of a micro-batch is the *sum* over its response tokens (or sequences, for the
 ``seq-mean-*`` modes) and the schedule gets the matching count; Megatron divides the gradients by the count
@@ -23,6 +27,7 @@ from srpo_mcore.distributed import ParallelState
 from srpo_mcore.model.dtypes import torch_dtype
 from srpo_mcore.model.forward import MicroBatch, forward_backward
 from srpo_mcore.model.qwen2 import build_model
+from srpo_mcore.train.loss import TokenLoss
 from srpo_mcore.train.optim import LRScheduler, build_optimizer, wrap_ddp
 
 LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy", "kl_loss")
@@ -30,7 +35,6 @@ LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entr
 
 class Policy:
     def __init__(self, cfg: SRPOConfig, state: ParallelState):
-        from srpo_kernels.backends import get_op
         from srpo_kernels.grpo_loss_reference import GRPOLossConfig
 
         self.cfg = cfg
@@ -41,13 +45,16 @@ class Policy:
         self.optimizer = build_optimizer(self.ddp, cfg.optimizer, cfg.parallel, torch_dtype(cfg.model.params_dtype))
         self.lr_scheduler = LRScheduler(self.optimizer, cfg.optimizer,
                                         total_updates=cfg.train.steps * cfg.train.mini_batches_per_step)
-        self._logprobs = get_op("logprobs", cfg.train.kernel_backend)
-        self._loss = get_op("grpo_loss", cfg.train.kernel_backend)
         alg = cfg.algorithm
-        self.loss_config = GRPOLossConfig(
+        loss_config = GRPOLossConfig(
             clip_eps_low=alg.clip_eps_low, clip_eps_high=alg.clip_eps_high, dual_clip_c=alg.dual_clip_c,
             kl_coef=alg.kl_coef, entropy_coef=alg.entropy_coef, tis_cap=alg.tis_cap,
             loss_agg_mode=alg.loss_aggregation,
+        )
+        self.token_loss = TokenLoss(
+            fused=cfg.train.fused_lm_head, backend=cfg.train.kernel_backend, loss_config=loss_config,
+            vocab_size=cfg.model.vocab_size, temperature=cfg.rollout.temperature,
+            tp_group=state.tp_group if state.tp_size > 1 else None,
         )
         # SRPO trains without KL; with algorithm.kl_coef > 0 a frozen copy of the initial policy gives the
         # reference log-probs of the k3 penalty (same layout as the policy, no DDP, no optimizer).
@@ -68,16 +75,6 @@ class Policy:
             load_hf_into_model(model, self.cfg.model, hf_dir, self.state.tp_rank, self.state.tp_size)
 
     # ----------------------------------------------------------------------------------------- helpers
-    def _kernel_kwargs(self) -> dict:
-        return {"vocab_size": self.cfg.model.vocab_size, "temperature": self.cfg.rollout.temperature,
-                "tp_group": self.state.tp_group if self.state.tp_size > 1 else None}
-
-    def _target_logprobs(self, logits: torch.Tensor, mb: MicroBatch) -> torch.Tensor:
-        """Log-probs ``[b, s]`` (float32) of each micro-batch target from the vocab-parallel logits shard."""
-        b, s, v = logits.shape
-        logp, _ = self._logprobs(logits.reshape(b * s, v), mb.extras["targets"].reshape(-1), **self._kernel_kwargs())
-        return logp.reshape(b, s).float()
-
     def _reduce_to_all(self, values: dict[str, float]) -> dict[str, float]:
         """Sum scalars (floats or 0-dim tensors on the model's device) that live on (last stage, TP rank 0) ranks
         over the whole job; result on every rank. One all-reduce, on the model's device."""
@@ -96,24 +93,26 @@ class Policy:
         last stage) and return ``(rollout, trainer)`` log-probs of all response tokens as flat tensors (empty
         on other stages): the stale-weight guard's input."""
         rollout, trainer = [], []
+        loss_path = self.token_loss
 
-        def measure(logits, mb):
-            logp = self._target_logprobs(logits, mb)
+        def measure(head_output, mb):
+            logp = loss_path.logprobs(head_output, mb)
             mask = mb.extras["loss_mask"].bool()
             mb.extras["old_logprobs"] = torch.where(mask, logp, torch.zeros_like(logp))
             rollout.append(mb.extras["rollout_logprobs"][mask])
             trainer.append(logp[mask])
-            return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int, device=logits.device), {}
+            return _no_loss(logp)
 
         self.ddp.eval()
-        forward_backward(self.ddp, micro_batches, measure, forward_only=True)
+        forward_backward(self.ddp, micro_batches, measure, forward_only=True, head=loss_path.head)
         self.ddp.train()
         if self.reference is not None:
-            def reference_logprobs(logits, mb):
-                mb.extras["ref_logprobs"] = self._target_logprobs(logits, mb)
-                return logits.sum() * 0.0, torch.tensor(1, dtype=torch.int, device=logits.device), {}
+            def reference_logprobs(head_output, mb):
+                mb.extras["ref_logprobs"] = loss_path.logprobs(head_output, mb)
+                return _no_loss(mb.extras["ref_logprobs"])
 
-            forward_backward(self.reference, micro_batches, reference_logprobs, forward_only=True)
+            forward_backward(self.reference, micro_batches, reference_logprobs, forward_only=True,
+                             head=loss_path.head)
         empty = torch.zeros(0, device=self.state.device)
         return (torch.cat(rollout) if rollout else empty), (torch.cat(trainer) if trainer else empty)
 
@@ -124,17 +123,9 @@ class Policy:
         token_mean = self.cfg.algorithm.loss_aggregation == "token-mean"
         sums = {k: 0.0 for k in ("loss", *LOSS_METRICS)}
 
-        def loss_fn(logits, mb):
-            b, s, v = logits.shape
+        def loss_fn(head_output, mb):
+            loss, metrics = self.token_loss.loss(head_output, mb, with_reference=self.reference is not None)
             mask = mb.extras["loss_mask"]
-            loss, metrics = self._loss(
-                logits.reshape(b * s, v), mb.extras["targets"].reshape(-1), mb.extras["old_logprobs"].reshape(-1),
-                mb.extras["advantages"].reshape(-1), mask.reshape(-1), config=self.loss_config,
-                rollout_logp=mb.extras["rollout_logprobs"].reshape(-1) if self.loss_config.tis_cap else None,
-                ref_logp=mb.extras["ref_logprobs"].reshape(-1) if self.reference is not None else None,
-                seq_ids=None if token_mean else torch.arange(b, device=logits.device).repeat_interleave(s),
-                num_global_tokens=1.0, num_global_seqs=1.0, compute_entropy=True, **self._kernel_kwargs(),
-            )
             count = mask.sum() if token_mean else (mask.sum(dim=1) > 0).sum()
             # summed on the device (no host sync per micro-batch); out of place: loss.detach() shares loss's storage
             sums["loss"] = sums["loss"] + loss.detach()
@@ -145,7 +136,7 @@ class Policy:
 
         self.ddp.zero_grad_buffer()
         self.optimizer.zero_grad()
-        forward_backward(self.ddp, micro_batches, loss_fn, forward_only=False)
+        forward_backward(self.ddp, micro_batches, loss_fn, forward_only=False, head=self.token_loss.head)
         update_ok, grad_norm, _ = self.optimizer.step()
         totals = self._reduce_to_all(sums)
         out = {f"loss/{k}": v / max(global_tokens, 1.0) for k, v in totals.items() if k != "loss"}
@@ -156,3 +147,8 @@ class Policy:
         if update_ok:
             self.lr_scheduler.step()
         return out
+
+
+def _no_loss(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """What a forward-only pass hands Megatron's schedule: a zero loss and a unit count."""
+    return like.sum() * 0.0, torch.tensor(1, dtype=torch.int, device=like.device), {}

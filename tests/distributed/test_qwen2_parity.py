@@ -1,5 +1,5 @@
 """Qwen2.5 on Megatron-Core equals HF transformers, at TP1, TP2 and TP2xPP2, with and without sequence parallelism
-(one 4-rank gloo launch).
+(one 4-rank gloo launch); the trainer's fused LM-head loss path equals its logits path there.
 
 The rank code is tests/distributed/workers/qwen2_parity.py; here we assert on what it found.
 """
@@ -102,3 +102,35 @@ def test_srpo_train_step_with_sequence_parallelism_equals_without(findings):
     assert result["grad_max_abs_diff"] <= 1e-6 * max(1.0, result["grad_max_abs"]), result
     # negative control: without the TP all-reduce of the norm weights' gradients they are partial sums
     assert result["no_norm_grad_reduction_grad_max_abs_diff"] > 100 * result["grad_max_abs_diff"] + 1e-4, result
+# ------------------------------------------------------------------ the trainer's loss path: fused LM head vs logits
+LOSS_PATHS = ["tp1pp1/fused", "tp1pp1/fused_triton", "tp2pp1/fused", "tp2pp1/fused_triton", "tp2pp2_kl/fused",
+              "tp2pp2_tied/fused", "tp2pp2_tied/fused_triton", "tp1pp1_tied/fused"]
+
+
+@pytest.mark.parametrize("case", LOSS_PATHS)
+def test_fused_lm_head_equals_logits_path(findings, case):
+    """Policy.compute_logprobs + train_step (fp32) through the fused LM head vs Megatron's logits: the trainer's
+    log-probs, the reference model's, every loss metric (loss, clip fractions, entropy, KL, grad norm), every
+    parameter's gradient on every rank (relative to that parameter's largest) and the updated weights agree."""
+    ranks = findings[0]["loss_path"][case]
+    assert len(ranks) == 4
+    for r in ranks:
+        assert r["logprobs"] <= 1e-5 and r["ref_logprobs"] <= 1e-5, r
+        assert r["metrics"] <= 1e-5, r
+        assert r["grad_rel"] <= 1e-5, r
+        assert r["weights"] <= 2.5e-4, r  # Adam at lr 1e-3 amplifies fp32 noise on near-zero gradients
+        assert r["zero_grads"] == [], r  # every parameter (embedding and output weight too) got a gradient
+        logits_calls, fused_calls = r["output_layer_calls"]
+        assert fused_calls == 0, r  # the [tokens, V/TP] logits were never made
+    last_stage = [r for r in ranks if r["tokens"] > 0]
+    assert last_stage and all(r["output_layer_calls"][0] > 0 for r in last_stage)
+    # the step exercised the loss: both clip sides, and the KL reference where configured
+    assert ranks[0]["clip_low"] > 0 and ranks[0]["clip_high"] > 0
+    assert all(r["has_ref"] for r in last_stage) == case.startswith("tp2pp2_kl")
+
+
+def test_fused_lm_head_parity_catches_a_missing_tp_gradient_reduction(findings):
+    # Negative control: at TP2 the fused head's hidden-state gradient left unsummed over the TP ranks shows up in
+    # every decoder gradient, far above the parity tolerance.
+    for r in findings[0]["loss_path"]["tp2pp1/fused_no_tp_reduce"]:
+        assert r["grad_rel"] > 0.1 and r["logprobs"] <= 1e-5, r

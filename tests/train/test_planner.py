@@ -13,6 +13,7 @@ from srpo_mcore.planning.memory import (
     GIB,
     count_parameters,
     layer_activation_bytes_per_token,
+    lm_head_bytes,
     plan_memory,
     stage_parameters,
 )
@@ -96,12 +97,58 @@ def test_32b_kv_cache_per_token_at_rollout_tp4():
     assert (plan.tp, plan.pp, plan.dp, plan.rollout_dp) == (8, 2, 2, 8)
 
 
-def test_fused_logprobs_avoid_the_vocab_sized_buffers():
-    plan = plan_memory(cfg("srpo/qwen2.5-1.5b-1x8.yaml"), nodes=1, gpus_per_node=8)
-    last = plan.last_stage
-    assert last.logits_unfused == 14 * 16_384 * 151_936  # bf16 logits + three fp32 [T, V] buffers
-    assert last.logits_fused == 256 * 2**20 + 6 * 16_384 * 1_536  # one chunk + fp32 dH + gathered hidden
-    assert plan.phases["train"]["logits"] == last.logits_fused
+def test_lm_head_is_counted_as_the_trainer_runs_it():
+    # Qwen2.5-1.5B at TP1, bf16, 16384-token micro-batches, padded vocab 151,936, h 1536, Triton kernels (auto).
+    t, v, h = 16_384, 151_936, 1_536
+    weight_grad = 2 * h * v  # the output weight's bf16 gradient before DDP adds it to the fp32 buffer
+    fused = plan_memory(cfg("srpo/qwen2.5-1.5b-1x8.yaml"), nodes=1, gpus_per_node=8)
+    last = fused.last_stage
+    # logits path: two bf16 [T, V] buffers at a time (logits + their transposed copy / their gradient)
+    assert last.lm_head_logits_path == 2 * 2 * t * v + weight_grad  # 9.7 GiB
+    # fused: one 256 MiB logits chunk + the fp32 hidden-state gradient (no sequence parallelism: no gather)
+    assert last.lm_head_fused == 256 * 2**20 + 4 * t * h + weight_grad  # 0.8 GiB
+    assert fused.phases["train"]["LM head + loss"] == last.lm_head_fused  # train.fused_lm_head defaults to true
+    logits = plan_memory(cfg("srpo/qwen2.5-1.5b-1x8.yaml", "train.fused_lm_head=false"), nodes=1, gpus_per_node=8)
+    assert logits.phases["train"]["LM head + loss"] == last.lm_head_logits_path
+    assert logits.phase_total("train") - fused.phase_total("train") == last.lm_head_logits_path - last.lm_head_fused
+
+
+def test_lm_head_under_sequence_parallelism_and_the_torch_backend():
+    c = cfg("srpo/qwen2.5-7b-1x8.yaml")  # TP4 with sequence parallelism, 16384 tokens, h 3584, vocab 152,064
+    t, h, v_local = 16_384, 3_584, 152_064 // 4
+    weight_grad = 2 * h * v_local
+    # the fused head gathers the sequence-parallel hidden states (bf16 [T, h]) before its GEMMs
+    assert lm_head_bytes(c, fused=True) == 256 * 2**20 + 4 * t * h + 2 * t * h + weight_grad
+    torch_backend = cfg("srpo/qwen2.5-7b-1x8.yaml", "train.kernel_backend=torch")
+    chunk = 4 * 1024 * v_local  # one fp32 [1024, V/t] temporary of the torch backend's token chunks
+    assert lm_head_bytes(torch_backend, fused=False) == lm_head_bytes(c, fused=False) + 5 * chunk
+    assert lm_head_bytes(torch_backend, fused=True) == lm_head_bytes(c, fused=True) - 256 * 2**20 + 6 * chunk
+
+
+def test_lm_head_formula_covers_the_cpu_measurement():
+    # benchmarks/lm_head_memory.py, Qwen2.5-0.5B head (h 896, vocab 151,936), 8192 tokens, bf16, torch backend,
+    # measured peak extra memory (docs/benchmarks.md): logits path 7.43 GiB, fused LM head 3.64 GiB. The planner
+    # must not plan below what was measured, nor far above it.
+    c = cfg("models/qwen2.5-0.5b.yaml", "train.max_tokens_per_micro_batch=8192", "train.kernel_backend=torch",
+            "model.params_dtype=bfloat16")
+    assert c.model.padded_vocab_size == 151_936 and c.model.hidden_size == 896
+    for fused, measured in ((False, 7.43), (True, 3.64)):
+        assert measured <= lm_head_bytes(c, fused=fused) / GIB <= 1.1 * measured
+
+
+def test_dry_run_prints_which_lm_head_it_counted():
+    _, fused, _ = dry_run(cfg("srpo/qwen2.5-1.5b-1x8.yaml"), 1)
+    _, logits, _ = dry_run(cfg("srpo/qwen2.5-1.5b-1x8.yaml", "train.fused_lm_head=false"), 1)
+    assert "LM head + loss (fused)" in fused and "train.fused_lm_head: true" in fused
+    assert "LM head + loss (logits)" in logits and "the fused LM head would need" in logits
+
+
+@pytest.mark.parametrize("flag", ["--offload-trainer", "--unfused-logprobs"])
+def test_planner_offers_no_switch_the_trainer_lacks(flag, capsys):
+    # Nothing offloads the trainer to the host, and the LM head follows train.fused_lm_head: no planner-only flags.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(CONFIGS / "srpo/qwen2.5-7b-1x8.yaml"), flag])
+    assert exit_info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ shipped configs

@@ -12,6 +12,7 @@
   library line (they are in the per-rank log files).
 * the run's saved rollouts (``train.save_rollouts``), replayed with ``--replay`` (no vLLM, no rewards), reproduce
   its losses, metrics, checkpoints and final weights bit for bit.
+* the Triton kernels (under the interpreter) inside the loop reproduce the torch backend's run.
 """
 
 import json
@@ -218,3 +219,23 @@ def test_replay_of_saved_rollouts_is_bit_identical(uninterrupted, arith_base, tm
     assert weights_a.keys() == weights_b.keys()
     for name, tensor in weights_a.items():
         assert torch.equal(tensor, weights_b[name]), name
+def test_triton_kernels_in_the_loop_match_the_torch_backend(uninterrupted, arith_base, tmp_path):
+    """The first two steps of the uninterrupted run again with ``train.kernel_backend=triton``: the trainer's
+    log-probs, entropy and loss come from the fused LM-head Triton kernel (interpreted on CPU) inside the real loop.
+    Rollouts, rewards and samples are the same (the engine samples with per-request seeds from weights equal to
+    fp32 rounding), and every loss, optimizer and mismatch metric matches the torch backend's to fp32 tolerance."""
+    run_dir = tmp_path / "triton"
+    srpo(run_dir, arith_base, 2, "train.steps=2", *RUN_A[1:], "train.export_hf_at_end=false",
+         "train.kernel_backend=triton")
+    torch_rows, triton_rows = metrics(uninterrupted)[1:3], metrics(run_dir)[1:]
+    assert [r["step"] for r in triton_rows] == [1, 2]
+    for a, b in zip(torch_rows, triton_rows):
+        a = {k: v for k, v in comparable(a).items() if not k.startswith("eval/")}
+        b = {k: v for k, v in comparable(b).items() if not k.startswith("eval/")}
+        assert a.keys() == b.keys()
+        close = [k for k in a if k.startswith(("loss/", "optim/", "mismatch/"))]
+        assert {"loss/policy", "loss/pg_loss", "loss/entropy", "optim/grad_norm", "mismatch/mean_abs"} <= set(close)
+        for k in close:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (a["step"], k, a[k], b[k])
+        assert {k: v for k, v in a.items() if k not in close} == {k: v for k, v in b.items() if k not in close}
+        assert a["loss/pg_loss"] != 0.0 or a["loss/entropy"] > 0.0

@@ -9,6 +9,11 @@ HF transformers computed for the same random weights:
     to a multiple of TP), an odd micro-batch length refused, and one SRPO train step (Policy, odd-length samples
     padded by the micro-batch builder) equal to the same step without SP; a negative control drops the TP
     all-reduce of the norm weights' gradients.
+  * the trainer's loss path (train/policy.py): the fused LM head (hidden states + output weight through
+    fused_linear_logprobs, torch and Triton-interpreter backends) equals the logits path in log-probs, loss
+    metrics, every parameter's gradient and the updated weights, at TP1, TP2, TP2xPP2 (with a KL reference),
+    and with tied embeddings at TP2xPP2 and TP1; plus a negative control (no TP reduction of the hidden-state
+    gradient).
 Rank 0 writes the findings to --out as JSON; the pytest side asserts on them.
 """
 
@@ -150,11 +155,15 @@ def main():
     ap.add_argument("--hf", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--loss-path-only", action="store_true", help="run section 6 alone (debugging)")
     args = ap.parse_args()
     ref = torch.load(f"{args.hf}/reference_logits.pt")
     input_ids = ref["input_ids"]
     ref_logits = ref["logits"]
     local: dict = {}
+    if args.loss_path_only:
+        loss_path_parity(args.hf, local)
+        return finish(local, args.out)
 
     # 1. Logits parity at three layouts.
     for tp, pp in [(1, 1), (2, 1), (2, 2)]:
@@ -221,16 +230,120 @@ def main():
     # 5. Sequence parallelism.
     sequence_parallel_checks(args, ref, local)
 
+    # 6. The trainer's loss path: fused LM head vs logits, one Policy per path from the same HF weights.
+    loss_path_parity(args.hf, local)
+    finish(local, args.out)
+
+
+def finish(local, out_path):
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, local)
     if dist.get_rank() == 0:
         merged = {}
         for part in gathered:
             merged.update(part)
-        with open(args.out, "w") as f:
+        with open(out_path, "w") as f:
             json.dump(merged, f, indent=2)
     dist.barrier()
     dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------ loss-path parity
+# name -> (TP, PP, config overrides, paths run besides the logits path); "fused" is the torch backend.
+LOSS_PATH_LAYOUTS = {
+    "tp1pp1": (1, 1, ["algorithm.tis_cap=2.0"], ["fused", "fused_triton"]),
+    "tp2pp1": (2, 1, ["algorithm.loss_aggregation=seq-mean-token-mean"], ["fused", "fused_triton", "fused_no_tp_reduce"]),
+    "tp2pp2_kl": (2, 2, ["algorithm.kl_coef=0.05"], ["fused"]),
+    "tp2pp2_tied": (2, 2, ["model.tie_word_embeddings=true"], ["fused", "fused_triton"]),
+    "tp1pp1_tied": (1, 1, ["model.tie_word_embeddings=true"], ["fused"]),
+}
+
+
+def rollout_samples(n=8, seed=3):
+    """Fixed synthetic rollouts (same on every rank): random prompts/responses, advantages of both signs."""
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for i in range(n):
+        prompt = torch.randint(1, 200, (int(torch.randint(3, 7, (1,), generator=g)),), generator=g).tolist()
+        response = torch.randint(1, 200, (int(torch.randint(2, 12, (1,), generator=g)),), generator=g)
+        samples.append(ScoredSample(group=i // 4, prompt_id=str(i), domain="math", prompt_ids=prompt,
+                                    response_ids=response, finish_reason="stop",
+                                    rollout_logprobs=-torch.rand(len(response), generator=g) * 3,
+                                    advantage=float(torch.randn(1, generator=g))))
+    return samples
+
+
+def run_policy(hf_dir, tp, pp, overrides, path):
+    """compute_logprobs + one train_step of a fresh Policy; what the parity compares (last stage only)."""
+    import srpo_mcore.model.forward as forward
+
+    backend = "triton" if path == "fused_triton" else "torch"
+    cfg = load_config("configs/models/tiny.yaml", [
+        f"parallel.tensor_model_parallel_size={tp}", f"parallel.pipeline_model_parallel_size={pp}",
+        f"train.fused_lm_head={path != 'logits'}", f"train.kernel_backend={backend}", "optimizer.clip_grad=0",
+        "optimizer.lr=1e-3", "rollout.temperature=0.8", *overrides])
+    state = init_model_parallel(tp, pp, seed=1)
+    policy = Policy(cfg, state)
+    policy.load_initial_weights(hf_dir, policy=True)
+    head_calls = []  # Megatron's output layer must not run on the fused path (no [tokens, V/TP] logits)
+    if state.is_last_stage:
+        policy.chunk.output_layer.register_forward_hook(lambda *_: head_calls.append(1))
+    samples = rollout_samples()
+    index_lists = plan_rank_micro_batches(samples, dp_rank=state.dp_rank, dp_size=state.dp_size, token_budget=40)
+    micro = build_micro_batches(samples, index_lists, pad_id=0, uniform_shape=pp > 1)
+    original = forward.lm_head_input
+    if path == "fused_no_tp_reduce":  # negative control: nobody sums the TP ranks' partial hidden-state grads
+        forward.lm_head_input = lambda **kw: forward.LMHeadInput(**{**vars(original(**kw)),
+                                                                   "reduce_grad_input": False})
+    try:
+        _, trainer_lp = policy.compute_logprobs(micro)
+        noise = torch.Generator().manual_seed(11)
+        for mb in micro:  # old log-probs off the current ones, so that ratios clip both ways
+            if "old_logprobs" in mb.extras:
+                mb.extras["old_logprobs"] += 0.3 * torch.randn(mb.shape, generator=noise) * mb.extras["loss_mask"]
+        metrics = policy.train_step(micro, global_tokens=float(sum(len(s.response_ids) for s in samples)),
+                                    global_sequences=float(len(samples)))
+    finally:
+        forward.lm_head_input = original
+    params = dict(policy.ddp.module.named_parameters())
+    return {"logprobs": trainer_lp, "ref": [mb.extras.get("ref_logprobs") for mb in micro], "metrics": metrics,
+            "grads": {n: p.main_grad.detach().clone() for n, p in params.items()},
+            "weights": {n: p.detach().clone() for n, p in params.items()}, "output_layer_calls": len(head_calls)}
+
+
+def compare_runs(ref, other):
+    """Max abs differences (gradients relative to each parameter's largest gradient) on this rank."""
+    grad_rel, worst = 0.0, ""
+    for name, g in ref["grads"].items():
+        rel = ((other["grads"][name] - g).abs().max() / g.abs().max().clamp(min=1e-30)).item()
+        if rel >= grad_rel:
+            grad_rel, worst = rel, name
+    refs = [(a, b) for a, b in zip(ref["ref"], other["ref"]) if a is not None]
+    return {
+        "logprobs": (ref["logprobs"] - other["logprobs"]).abs().max().item() if ref["logprobs"].numel() else 0.0,
+        "ref_logprobs": max([(a - b).abs().max().item() for a, b in refs], default=0.0),
+        "metrics": max(abs(ref["metrics"][k] - other["metrics"][k]) for k in ref["metrics"]),
+        "grad_rel": grad_rel, "worst_grad": worst,
+        "weights": max((other["weights"][n] - w).abs().max().item() for n, w in ref["weights"].items()),
+        "zero_grads": sorted(n for n, g in ref["grads"].items() if not g.abs().max() > 0),
+        "n_params": len(ref["grads"]), "output_layer_calls": (ref["output_layer_calls"], other["output_layer_calls"]), "tokens": int(ref["logprobs"].numel()),
+        "has_ref": bool(refs), "metric_keys": sorted(ref["metrics"]),
+        "loss": ref["metrics"]["loss/policy"], "clip_low": ref["metrics"]["loss/clip_frac_low"],
+        "clip_high": ref["metrics"]["loss/clip_frac_high"],
+    }
+
+
+def loss_path_parity(hf_dir, local):
+    out = {}
+    for name, (tp, pp, overrides, paths) in LOSS_PATH_LAYOUTS.items():
+        ref = run_policy(hf_dir, tp, pp, overrides, "logits")
+        for path in paths:
+            found = compare_runs(ref, run_policy(hf_dir, tp, pp, overrides, path))
+            per_rank = [None] * dist.get_world_size()
+            dist.all_gather_object(per_rank, found)
+            out[f"{name}/{path}"] = per_rank
+    if dist.get_rank() == 0:
+        local["loss_path"] = out
 
 
 if __name__ == "__main__":
