@@ -75,10 +75,12 @@ def backend(request, monkeypatch):
     """A kernel backend whose Python path runs on fake tensors; for triton the launches are probes."""
     launches: list = []
     if request.param == "triton":
+        import srpo_kernels.fused_linear_logprobs as triton_fused
         import srpo_kernels.grpo_loss as triton_loss
         import srpo_kernels.logprobs as triton_logprobs
 
-        for module in (triton_logprobs, triton_loss):  # its CUDA-or-interpreter check; the probes launch nothing
+        # the fused LM head launches the log-prob module's kernels (probed there) on its logits chunks
+        for module in (triton_logprobs, triton_loss, triton_fused):  # its CUDA-or-interpreter check; the probes launch nothing
             monkeypatch.setattr(module, "check_triton_device", lambda t, kernel: None)
         for module, names in ((triton_logprobs, ("_partials_kernel", "_combine_kernel", "_grad_kernel")),
                               (triton_loss, ("_grpo_token_kernel",))):
@@ -159,28 +161,41 @@ class _Stub:
         return True, None, None
 
 
-def _policy(backend: str, loss_aggregation: str) -> policy_module.Policy:
+def _policy(backend: str, loss_aggregation: str, fused: bool) -> policy_module.Policy:
     """A Policy without a Megatron model: only what its log-prob and loss closures read."""
-    from srpo_kernels.backends import get_op
     from srpo_kernels.grpo_loss_reference import GRPOLossConfig
+
+    from srpo_mcore.train.loss import TokenLoss
 
     policy = object.__new__(policy_module.Policy)
     policy.cfg = SimpleNamespace(model=SimpleNamespace(vocab_size=VOCAB - 3), rollout=SimpleNamespace(temperature=0.9),
                                  algorithm=SimpleNamespace(loss_aggregation=loss_aggregation))
     policy.state = SimpleNamespace(device=DEVICE, tp_size=1, tp_rank=0, tp_group=None, is_last_stage=True)
-    policy._logprobs, policy._loss = get_op("logprobs", backend), get_op("grpo_loss", backend)
-    policy.loss_config = GRPOLossConfig(loss_agg_mode=loss_aggregation, tis_cap=2.0)
-    policy.reference, policy.ddp, policy.optimizer = None, _Stub(), _Stub()
+    policy.token_loss = TokenLoss(fused=fused, backend=backend,
+                                  loss_config=GRPOLossConfig(loss_agg_mode=loss_aggregation, tis_cap=2.0),
+                                  vocab_size=VOCAB - 3, temperature=0.9)
+    policy.reference, policy.ddp, policy.optimizer, policy.lr_scheduler = None, _Stub(), _Stub(), _Stub()
     return policy
 
 
+HIDDEN = 8
+
+
 def _fake_schedule(returned: list):
-    """forward_backward's contract on one stage: DEVICE logits [b, s, V] per micro-batch into the loss closure."""
-    def run(model, micro_batches, loss_fn, *, forward_only):
+    """forward_backward's contract on one stage: per micro-batch, DEVICE logits [b, s, V] (head="logits") or the
+    fused LM head's input (hidden states [s, b, h] and the output weight [V, h], head="hidden") into the closure."""
+    from srpo_mcore.model.forward import LMHeadInput
+
+    def run(model, micro_batches, loss_fn, *, forward_only, head="logits"):
         for mb in micro_batches:
             b, s = mb.shape
-            logits = torch.randn(b, s, VOCAB, device=DEVICE, requires_grad=not forward_only)
-            loss, count, _ = loss_fn(logits, mb)
+            grad = not forward_only
+            if head == "hidden":
+                out = LMHeadInput(torch.randn(s, b, HIDDEN, device=DEVICE, requires_grad=grad),
+                                  torch.randn(VOCAB, HIDDEN, device=DEVICE, requires_grad=grad), reduce_grad_input=True)
+            else:
+                out = torch.randn(b, s, VOCAB, device=DEVICE, requires_grad=grad)
+            loss, count, _ = loss_fn(out, mb)
             returned.append((loss.device, count.device))
             if not forward_only:
                 loss.backward()
@@ -188,11 +203,12 @@ def _fake_schedule(returned: list):
     return run
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-head", "logits"])
 @pytest.mark.parametrize("loss_aggregation", ["token-mean", "seq-mean-token-mean"])
-def test_policy_logprob_and_loss_closures_on_device(fake_device, backend, monkeypatch, loss_aggregation):
+def test_policy_logprob_and_loss_closures_on_device(fake_device, backend, monkeypatch, loss_aggregation, fused):
     returned, reduced = [], {}
     monkeypatch.setattr(policy_module, "forward_backward", _fake_schedule(returned))
-    policy = _policy(backend[0], loss_aggregation)
+    policy = _policy(backend[0], loss_aggregation, fused)
     monkeypatch.setattr(policy, "_reduce_to_all", lambda values: reduced.update(values) or dict.fromkeys(values, 0.0))
     mbs = [mb for mb in _device_micro_batches()]
     rollout, trainer = policy.compute_logprobs(mbs)
