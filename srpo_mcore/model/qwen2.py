@@ -112,7 +112,13 @@ def layer_spec(model: ModelConfig, config):
 
     if resolve_transformer_impl(model) == "transformer_engine":
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
+    from srpo_mcore.model.packed_attention import PackedDotProductAttention
+
     layer = gpt_layer_specs.get_gpt_layer_local_spec(normalization="RMSNorm")
+    # the CPU side of the two kernel seams: an RMSNorm that supports sequence parallelism, and the local core
+    # attention extended to packed (THD) micro-batches (Transformer Engine's spec, above, has both)
+    attention = layer.submodules.self_attention
+    attention.submodules = dataclasses.replace(attention.submodules, core_attention=PackedDotProductAttention)
     layer.submodules = dataclasses.replace(layer.submodules, input_layernorm=RMSNorm, pre_mlp_layernorm=RMSNorm)
     return TransformerBlockSubmodules(layer_specs=[layer] * get_num_layers_to_build(config), layer_norm=RMSNorm)
 
