@@ -1,11 +1,11 @@
 """Running the (possibly pipelined) Megatron model over micro-batches.
 
-``forward_backward`` wraps Megatron's schedule (no pipelining, or 1F1B when PP > 1) for right-padded
-``[batch, seq]`` token micro-batches: the first stage embeds tokens, the last stage hands ``loss_fn`` either its
+``forward_backward`` wraps Megatron's schedule (no pipelining, or 1F1B when PP > 1) for ``[batch, seq]`` token
+micro-batches, packed rows or right-padded ones (:class:`MicroBatch`): the first stage embeds tokens, the last stage hands ``loss_fn`` either its
 vocab-parallel logits ``[batch, seq, padded_vocab / TP]`` (``head="logits"``) or, for a fused LM head, an
 :class:`LMHeadInput`: the final hidden states and this rank's vocab shard of the output weight, with Megatron's
-output layer left out (``head="hidden"``). Causal attention makes right padding harmless to the real tokens;
-the loss masks the padding.
+output layer left out (``head="hidden"``). Causal attention makes right padding harmless to the real tokens, and a
+packed row's tail padding is a sequence of its own; the loss masks the padding.
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ import torch
 
 @dataclass
 class MicroBatch:
-    """Right-padded token ids ``[b, s]`` plus whatever the loss needs (kept on every stage, used on the last)."""
+    """Token ids ``[b, s]`` plus whatever the loss needs (kept on every stage, used on the last).
+
+    Two shapes: ``cu_seqlens`` None, each row one sequence (right padding, plain causal attention); or a packed
+    row (``b = 1``): several sequences end to end, ``cu_seqlens`` ``[n + 1]`` (int32) their boundaries, attention
+    causal within each and nothing across, rotary positions restarting at each boundary (Megatron's THD format,
+    :meth:`packed_seq_params`). The trainer's micro-batches are packed (train/batch.py)."""
 
     input_ids: torch.Tensor
     extras: dict
+    cu_seqlens: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -32,10 +38,31 @@ class MicroBatch:
         return self.input_ids.device
 
     def to(self, device: torch.device) -> MicroBatch:
-        """This micro-batch with its token ids and every tensor in ``extras`` on ``device`` (the model's: the
-        loss mixes them with the logits); other extras are shared. The one place micro-batches change device."""
+        """This micro-batch with its token ids, boundaries and every tensor in ``extras`` on ``device`` (the model's:
+        the loss mixes them with the logits); other extras are shared. The one place micro-batches change device."""
         extras = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()}
-        return MicroBatch(self.input_ids.to(device), extras)
+        cu = self.cu_seqlens.to(device) if self.cu_seqlens is not None else None
+        return MicroBatch(self.input_ids.to(device), extras, cu)
+
+    def position_ids(self) -> torch.Tensor:
+        """``[b, s]`` positions: 0.. per row, or restarting at 0 at every packed boundary."""
+        b, s = self.shape
+        positions = torch.arange(s, device=self.device)
+        if self.cu_seqlens is not None:
+            starts = self.cu_seqlens[:-1].long()
+            lengths = self.cu_seqlens[1:].long() - starts
+            positions = positions - torch.repeat_interleave(starts, lengths, output_size=s)
+        return positions.expand(b, s)
+
+    def packed_seq_params(self):
+        """Megatron's ``PackedSeqParams`` (THD) for a packed row, None for plain rows."""
+        if self.cu_seqlens is None:
+            return None
+        from megatron.core.packed_seq_params import PackedSeqParams
+
+        longest = int((self.cu_seqlens[1:] - self.cu_seqlens[:-1]).max())
+        return PackedSeqParams(qkv_format="thd", cu_seqlens_q=self.cu_seqlens, cu_seqlens_kv=self.cu_seqlens,
+                               max_seqlen_q=longest, max_seqlen_kv=longest)
 
 
 def sequence_multiple(config) -> int:
@@ -117,8 +144,8 @@ def forward_backward(model_chunk: torch.nn.Module, micro_batches: Sequence[Micro
 
     def forward_step(data_iterator, model):
         mb = next(data_iterator)
-        position_ids = torch.arange(mb.input_ids.shape[1], device=mb.input_ids.device).expand_as(mb.input_ids)
-        output = model(input_ids=mb.input_ids, position_ids=position_ids, attention_mask=None, **head_kwargs)
+        output = model(input_ids=mb.input_ids, position_ids=mb.position_ids(), attention_mask=None,
+                       packed_seq_params=mb.packed_seq_params(), **head_kwargs)
 
         def loss_func(head_output):
             return loss_fn(head_output, mb)

@@ -75,8 +75,7 @@ class TokenLoss:
             "loss_mask": ex["loss_mask"].reshape(-1),
             "rollout_logp": ex["rollout_logprobs"].reshape(-1) if cfg.tis_cap else None,
             "ref_logp": ex["ref_logprobs"].reshape(-1) if with_reference else None,
-            "seq_ids": (torch.arange(b, device=ex["targets"].device).repeat_interleave(s)
-                        if cfg.needs_seq_ids else None),
+            "seq_ids": _sequence_ids(mb) if cfg.needs_seq_ids else None,
         }
         if not self.fused:
             return self._loss(out.reshape(b * s, -1), ex["targets"].reshape(-1), **per_token, config=cfg,
@@ -89,3 +88,11 @@ class TokenLoss:
         )
         out_dtype = torch.promote_types(out.hidden.dtype, torch.float32)  # as the logits path returns it
         return loss.to(out_dtype), {k: v.to(out_dtype) for k, v in metrics.items()}
+
+
+def _sequence_ids(mb: MicroBatch) -> torch.Tensor:
+    """Each token's sequence, flat: the packed row's ``seq_ids`` (its samples), or the row index of plain rows."""
+    if "seq_ids" in mb.extras:
+        return mb.extras["seq_ids"].reshape(-1)
+    b, s = mb.extras["targets"].shape
+    return torch.arange(b, device=mb.extras["targets"].device).repeat_interleave(s)

@@ -126,7 +126,7 @@ class Policy:
         def loss_fn(head_output, mb):
             loss, metrics = self.token_loss.loss(head_output, mb, with_reference=self.reference is not None)
             mask = mb.extras["loss_mask"]
-            count = mask.sum() if token_mean else (mask.sum(dim=1) > 0).sum()
+            count = mask.sum() if token_mean else mb.extras["num_sequences"]  # samples with response tokens
             # summed on the device (no host sync per micro-batch); out of place: loss.detach() shares loss's storage
             sums["loss"] = sums["loss"] + loss.detach()
             for key in LOSS_METRICS:

@@ -25,10 +25,10 @@ from srpo_mcore.algorithm.stages import TwoStageSchedule
 from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml
 from srpo_mcore.distributed import ParallelState
 from srpo_mcore.job import Job, inject_fault, job
-from srpo_mcore.model.forward import sequence_multiple
+from srpo_mcore.model.forward import MicroBatch, sequence_multiple
 from srpo_mcore.tasks.prompts import PromptTable
 from srpo_mcore.tasks.scoring import ScoredSample, score_rollouts
-from srpo_mcore.train.batch import build_micro_batches, plan_rank_micro_batches
+from srpo_mcore.train.batch import build_micro_batches, padding_fraction, plan_rank_micro_batches
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
 from srpo_mcore.train.policy import Policy
@@ -85,6 +85,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     with timer("logprobs"):
         mini_batches = split_mini_batches(samples, mini_batch_count(samples, cfg))
         micro = [build_rank_micro_batches(ctx, mb) for mb in mini_batches]
+        metrics["train/padding_fraction"] = step_padding_fraction(micro)
         rollout_lp, trainer_lp = zip(*(ctx.policy.compute_logprobs(m) for m in micro))
         guard = ctx.guard.update(torch.cat(rollout_lp), torch.cat(trainer_lp), group=dist.group.WORLD)
         metrics.update({"mismatch/mean_abs": guard.mean_abs, "mismatch/max_abs": guard.max_abs,
@@ -205,6 +206,15 @@ def build_rank_micro_batches(ctx: StepContext, samples: list[ScoredSample]):
     return build_micro_batches(samples, index_lists, pad_id=ctx.tokenizer.pad_token_id or 0,
                                uniform_shape=ctx.state.pp_size > 1, device=ctx.state.device,
                                seq_multiple=sequence_multiple(ctx.cfg.parallel))
+
+
+def step_padding_fraction(micro: list[list[MicroBatch]]) -> float:
+    """Padded / processed tokens of the step's packed micro-batches, over all ranks (every model-parallel rank of a
+    pipeline counts the same rows, which scales both sums alike)."""
+    padded, processed = map(sum, zip(*(padding_fraction(m) for m in micro)))
+    totals = torch.tensor([padded, processed], dtype=torch.float64)
+    dist.all_reduce(totals)
+    return float(totals[0] / totals[1].clamp(min=1.0))
 
 
 def response_metrics(ctx: StepContext, samples: list[ScoredSample]) -> dict[str, float]:

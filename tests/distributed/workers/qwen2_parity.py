@@ -9,6 +9,10 @@ HF transformers computed for the same random weights:
     to a multiple of TP), an odd micro-batch length refused, and one SRPO train step (Policy, odd-length samples
     padded by the micro-batch builder) equal to the same step without SP; a negative control drops the TP
     all-reduce of the norm weights' gradients.
+  * packed micro-batches (the trainer's layout: samples end to end in one row, attention and rotary positions per
+    sample) equal one sample per padded row through Megatron's own attention, in log-probs, loss metrics, every
+    gradient and the updated weights, at TP1, TP2, TP2xPP2 and TP2 with sequence parallelism; a negative control
+    drops the sample boundaries;
   * the trainer's loss path (train/policy.py): the fused LM head (hidden states + output weight through
     fused_linear_logprobs, torch and Triton-interpreter backends) equals the logits path in log-probs, loss
     metrics, every parameter's gradient and the updated weights, at TP1, TP2, TP2xPP2 (with a KL reference),
@@ -38,6 +42,7 @@ from srpo_mcore.train.batch import build_micro_batches, plan_rank_micro_batches 
 from srpo_mcore.train.optim import build_optimizer, wrap_ddp  # noqa: E402
 from srpo_mcore.train.policy import Policy  # noqa: E402
 from tests.rollout.megatron_logprobs import megatron_logprobs  # noqa: E402
+from tests.train.padded_layout import build_padded_micro_batches  # noqa: E402
 
 SP = "parallel.sequence_parallel=true"
 
@@ -232,6 +237,9 @@ def main():
 
     # 6. The trainer's loss path: fused LM head vs logits, one Policy per path from the same HF weights.
     loss_path_parity(args.hf, local)
+
+    # 7. Packed micro-batches (the trainer's layout) vs one sample per padded row.
+    packing_parity(args.hf, local)
     finish(local, args.out)
 
 
@@ -273,8 +281,9 @@ def rollout_samples(n=8, seed=3):
     return samples
 
 
-def run_policy(hf_dir, tp, pp, overrides, path):
-    """compute_logprobs + one train_step of a fresh Policy; what the parity compares (last stage only)."""
+def run_policy(hf_dir, tp, pp, overrides, path, layout="packed"):
+    """compute_logprobs + one train_step of a fresh Policy; what the parity compares (last stage only). ``layout``:
+    the trainer's packed micro-batches, or the padded one-sample-per-row reference (tests/train/padded_layout.py)."""
     import srpo_mcore.model.forward as forward
 
     backend = "triton" if path == "fused_triton" else "torch"
@@ -290,7 +299,11 @@ def run_policy(hf_dir, tp, pp, overrides, path):
         policy.chunk.output_layer.register_forward_hook(lambda *_: head_calls.append(1))
     samples = rollout_samples()
     index_lists = plan_rank_micro_batches(samples, dp_rank=state.dp_rank, dp_size=state.dp_size, token_budget=40)
-    micro = build_micro_batches(samples, index_lists, pad_id=0, uniform_shape=pp > 1)
+    build = build_padded_micro_batches if layout == "padded" else build_micro_batches
+    micro = build(samples, index_lists, pad_id=0, uniform_shape=pp > 1, seq_multiple=sequence_multiple(cfg.parallel))
+    if layout == "packed_without_boundaries":  # negative control: one segment per row, attention across samples
+        for mb in micro:
+            mb.cu_seqlens = torch.tensor([0, mb.shape[1]], dtype=torch.int32)
     original = forward.lm_head_input
     if path == "fused_no_tp_reduce":  # negative control: nobody sums the TP ranks' partial hidden-state grads
         forward.lm_head_input = lambda **kw: forward.LMHeadInput(**{**vars(original(**kw)),
@@ -298,9 +311,10 @@ def run_policy(hf_dir, tp, pp, overrides, path):
     try:
         _, trainer_lp = policy.compute_logprobs(micro)
         noise = torch.Generator().manual_seed(11)
-        for mb in micro:  # old log-probs off the current ones, so that ratios clip both ways
-            if "old_logprobs" in mb.extras:
-                mb.extras["old_logprobs"] += 0.3 * torch.randn(mb.shape, generator=noise) * mb.extras["loss_mask"]
+        for mb in micro:  # old log-probs off the current ones, so that ratios clip both ways (the same noise on
+            if "old_logprobs" in mb.extras:  # each response token whatever the layout: tokens come in sample order)
+                mask = mb.extras["loss_mask"].bool()
+                mb.extras["old_logprobs"][mask] += 0.3 * torch.randn(int(mask.sum()), generator=noise)
         metrics = policy.train_step(micro, global_tokens=float(sum(len(s.response_ids) for s in samples)),
                                     global_sequences=float(len(samples)))
     finally:
@@ -344,6 +358,35 @@ def loss_path_parity(hf_dir, local):
             out[f"{name}/{path}"] = per_rank
     if dist.get_rank() == 0:
         local["loss_path"] = out
+
+
+
+# ------------------------------------------------------------------------------- packed vs padded micro-batches
+# name -> (TP, PP, config overrides): the trainer's packed rows against one sample per padded row (Megatron's own
+# core attention), fused LM head, torch backend
+PACKING_LAYOUTS = {
+    "tp1pp1": (1, 1, ["algorithm.tis_cap=2.0"]),
+    "tp2pp1": (2, 1, ["algorithm.loss_aggregation=seq-mean-token-mean"]),
+    "tp2pp2": (2, 2, ["algorithm.kl_coef=0.05"]),
+    "sp_tp2pp1": (2, 1, [SP]),
+}
+
+
+def packing_parity(hf_dir, local):
+    out = {}
+    for name, (tp, pp, overrides) in PACKING_LAYOUTS.items():
+        ref = run_policy(hf_dir, tp, pp, overrides, "fused", layout="padded")
+        found = compare_runs(ref, run_policy(hf_dir, tp, pp, overrides, "fused", layout="packed"))
+        per_rank = [None] * dist.get_world_size()
+        dist.all_gather_object(per_rank, found)
+        out[name] = per_rank
+    found = compare_runs(run_policy(hf_dir, 1, 1, [], "fused", layout="padded"),
+                         run_policy(hf_dir, 1, 1, [], "fused", layout="packed_without_boundaries"))
+    per_rank = [None] * dist.get_world_size()
+    dist.all_gather_object(per_rank, found)
+    out["tp1pp1_without_boundaries"] = per_rank
+    if dist.get_rank() == 0:
+        local["packing"] = out
 
 
 if __name__ == "__main__":
