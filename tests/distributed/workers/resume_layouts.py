@@ -9,6 +9,9 @@ One launch:
      moments and step, gathered to full tensors, are compared with the saved ones; the sampler and LR schedule are
      restored; the same update from the same samples is compared with the reference.
   3. A Policy with the distributed optimizer at TP1 is refused that checkpoint, the error naming both layouts.
+  4. bf16 params (fp32 main params in the optimizer): the same save at TP2 and load at TP1, comparing the bf16
+     weights and the optimizer's fp32 main params and moments, and the fp32 main params after one more update
+     (bf16 numerics: compared on average).
 Rank 0 writes the findings to --out as JSON; the pytest side asserts on them.
 """
 
@@ -185,6 +188,38 @@ def main():
         found["distributed_optimizer_refusal"] = ""
     except RuntimeError as err:
         found["distributed_optimizer_refusal"] = str(err)
+
+    # 4. bf16 params: the optimizer's fp32 main params and moments reshard too.
+    bf16 = "model.params_dtype=bfloat16"
+    cfg, state, policy = policy_at(2, 1, 1, bf16)
+    policy.load_initial_weights(args.hf, policy=True)
+    # The optimizer's fp32 main params start from the loaded weights (not from the random init they were built with).
+    found["bf16_main_params_vs_loaded_max_abs"] = max(
+        (p.main_param - p.float()).abs().max().item() for p in policy.chunk.parameters() if p.requires_grad)
+    update(cfg, state, policy, batch_a)
+    update(cfg, state, policy, samples(3))
+    bf16_manager = CheckpointManager(Path(args.work) / "run_bf16", keep_last=2)
+    bf16_path = bf16_manager.save(2, policy.chunk, policy.optimizer, {})
+    saved_weights, saved_optim = model_and_moments(policy)
+    update(cfg, state, policy, batch_b)
+    reference = full_tensors(policy.optimizer.sharded_state_dict(policy.chunk.sharded_state_dict()))
+    cfg, state, policy = policy_at(1, 1, 7, bf16)
+    bf16_manager.load(bf16_path, policy.chunk, policy.optimizer)
+    weights, optim = model_and_moments(policy)
+    found["bf16_tp1pp1"] = {
+        "weights": compare(saved_weights, weights), "optim": compare(saved_optim, optim),
+        "optim_keys": sorted({k.split(".")[2] for k in saved_optim}), "adam_steps": adam_steps(policy),
+        "weight_dtypes": sorted({str(p.dtype) for p in policy.chunk.parameters()})}
+    update(cfg, state, policy, batch_b)
+    after = full_tensors(policy.optimizer.sharded_state_dict(policy.chunk.sharded_state_dict()))
+    # bf16 forward/backward at TP1 vs TP2 round differently, and Adam turns the gradients of tiny-gradient elements
+    # into steps of ~lr either way: compare the update's typical size, not its largest element.
+    main = [k for k in reference if ".fp32_param." in k]
+    moved = torch.cat([(reference[k] - saved_optim[k]).flatten() for k in main])
+    diff = torch.cat([(reference[k] - after[k]).flatten() for k in main])
+    found["bf16_tp1pp1"]["update_fp32_main_params"] = {
+        "tensors": len(main), "max_abs_diff": diff.abs().max().item(), "mean_abs_diff": diff.abs().mean().item(),
+        "mean_abs_update": moved.abs().mean().item()}
 
     if dist.get_rank() == 0:
         Path(args.out).write_text(json.dumps(found, indent=1))
