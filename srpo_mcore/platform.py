@@ -16,7 +16,9 @@ Rather than a global torch function mode (which would also slow every vLLM op in
 everything to the real ``torch`` except ``torch.cuda`` (a CPU stand-in: device = cpu, streams and
 synchronisation are no-ops, the "CUDA" RNG is a dedicated CPU generator) and tensor factories
 (``device="cuda"`` becomes ``cpu``). vLLM and our own code keep the real ``torch``. Three functions that
-compare ``Tensor.type()`` with ``torch.cuda.*`` strings or read CUDA generators are replaced by CPU versions, and the one ``Tensor.cuda()``
+compare ``Tensor.type()`` with ``torch.cuda.*`` strings or read CUDA generators are replaced by CPU versions, the
+mixed-precision optimizers' constructors (bf16/fp16 params with fp32 main copies, the distributed optimizer) see
+CPU tensors' ``Tensor.type()`` named as CUDA types while they sort parameters, and the one ``Tensor.cuda()``
 call on the model-building path (tied embeddings under PP) is made a no-op while it runs.
 Weights are initialised with ``use_cpu_initialization=True`` (see :func:`megatron_cpu_config_overrides`),
 which also makes initial weights identical at every TP size.
@@ -248,6 +250,34 @@ def _tensor_cuda_is_identity():
         torch.Tensor.cuda = original
 
 
+@contextlib.contextmanager
+def _tensor_type_reports_cuda():
+    """``Tensor.type()`` (no argument) of a CPU tensor names its CUDA twin (``torch.cuda.BFloat16Tensor``), for the
+    duration (single-threaded set-up code only): Megatron's mixed-precision optimizers sort parameters into bf16/fp16
+    (given fp32 main copies) and fp32 by comparing that string with ``torch.cuda.*`` names."""
+    original = torch.Tensor.type
+
+    def tensor_type(self, dtype=None, non_blocking=False, **kwargs):
+        if dtype is None and not kwargs and self.device.type == "cpu":
+            return original(self).replace("torch.", "torch.cuda.", 1)
+        return original(self, dtype, non_blocking, **kwargs)
+
+    torch.Tensor.type = tensor_type
+    try:
+        yield
+    finally:
+        torch.Tensor.type = original
+
+
+def _cpu_optimizer_init(original):
+    def __init__(self, *args, **kwargs):
+        with _tensor_type_reports_cuda():
+            original(self, *args, **kwargs)
+
+    __init__.__wrapped__ = original
+    return __init__
+
+
 def _cpu_setup_embeddings(original):
     def setup_embeddings_and_output_layer(self, *args, **kwargs):
         # With tied embeddings under PP, Megatron moves the last stage's copy with ``weight.data.cuda()`` before
@@ -279,6 +309,7 @@ def adapt_megatron_for_cpu() -> bool:
     global _CPU_TORCH
     if has_cuda():
         return False
+    import megatron.core.optimizer.distrib_optimizer as mc_distrib
     import megatron.core.optimizer.optimizer as mc_optimizer
     import megatron.core.tensor_parallel.random as mc_random
     from megatron.core.models.common.language_module.language_module import LanguageModule
@@ -292,6 +323,9 @@ def adapt_megatron_for_cpu() -> bool:
     mc_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     mc_random._get_cuda_rng_state = _get_cuda_rng_state_cpu
     mc_random._set_cuda_rng_state = _set_cuda_rng_state_cpu
+    for optimizer_class in (mc_optimizer.Float16OptimizerWithFloat16Params, mc_distrib.DistributedOptimizer):
+        if not hasattr(optimizer_class.__init__, "__wrapped__"):
+            optimizer_class.__init__ = _cpu_optimizer_init(optimizer_class.__init__)
     if not hasattr(LanguageModule.setup_embeddings_and_output_layer, "__wrapped__"):
         LanguageModule.setup_embeddings_and_output_layer = _cpu_setup_embeddings(
             LanguageModule.setup_embeddings_and_output_layer)

@@ -13,6 +13,9 @@ class DebugConfig:
     kill_rank0_at_step: int = option(
         0, "Crash test: rank 0 SIGKILLs itself in the middle of this training step (after its rollouts, before the "
            "update), like a node loss; the resume tests use it. 0: never.")
+    skip_weight_sync_at_step: int = option(
+        0, "Stale-push test: skip the trainer -> vLLM weight sync at the end of this training step, so the next "
+           "step samples from the previous weights; the stale-weight guard must catch it. 0: never.")
     kill_rank0_after_benchmark: int = option(
         -1, "Crash test of evaluation: rank 0 SIGKILLs itself once benchmark N (0-based) is written to the "
             "summary. -1: never.")
@@ -23,5 +26,7 @@ class DebugConfig:
     def validate(self, prefix: str = "debug") -> None:
         check(self.kill_rank0_at_step >= 0, f"{prefix}.kill_rank0_at_step",
               f"must be >= 0 (0: never), got {self.kill_rank0_at_step}")
+        check(self.skip_weight_sync_at_step >= 0, f"{prefix}.skip_weight_sync_at_step",
+              f"must be >= 0 (0: never), got {self.skip_weight_sync_at_step}")
         check(self.kill_rank0_after_benchmark >= -1, f"{prefix}.kill_rank0_after_benchmark",
               f"must be >= -1 (-1: never), got {self.kill_rank0_after_benchmark}")

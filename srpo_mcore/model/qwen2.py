@@ -98,7 +98,7 @@ class RMSNorm(torch.nn.RMSNorm):
     ``finalize_model_grads`` sum it over the TP group, as it does for Transformer Engine's norms."""
 
     def __init__(self, config, hidden_size: int, eps: float = 1e-5, **unused):
-        super().__init__(hidden_size, eps=eps)
+        super().__init__(hidden_size, eps=eps, dtype=config.params_dtype)  # bf16 params: bf16 norms, like the rest
         self.weight.sequence_parallel = config.sequence_parallel
 
 

@@ -6,12 +6,20 @@ Layout under ``<run_dir>/checkpoints/``::
     step_000010/            one complete checkpoint (written as step_000010.tmp, renamed when complete)
         model_optim/        Megatron torch_dist checkpoint of {"model", "optimizer"}
         rng/rank_00000.pt   torch / python / numpy / model-parallel RNG states of each rank
-        trainer_state.json  everything else needed to continue exactly
+        trainer_state.json  everything else needed to continue exactly, and the layout that wrote it
     latest                  the name of the newest complete checkpoint (replaced atomically)
 
 The newest checkpoint is never half-written: a crash mid-save leaves only a ``.tmp`` directory, which the next
 save removes. Only the last ``keep_last`` complete checkpoints are kept. The read side that evaluation needs (the
 newest complete step, the model half) is in ``srpo_mcore/model/trainer_checkpoint.py``.
+
+Resuming at another layout (a job that comes back on a different number of GPUs): with the non-distributed
+optimizer, a checkpoint written at one TP x PP x DP layout loads at another of the same world size; Megatron's
+torch_dist format reshards the weights and the Adam moments (fp32 main params and moments with bf16 params), and
+the trainer state is layout-free JSON (tests/distributed/test_resume_layouts.py checks TP2 -> TP1 and TP2 -> TP2xPP2
+exactly). The distributed optimizer's state is a flat buffer per DP rank and is not resharded: a checkpoint where
+either side uses it loads only at the layout and optimizer kind that wrote it, and :meth:`CheckpointManager.load`
+refuses anything else before reading a tensor, naming both layouts. The per-rank RNG files need the same world size.
 """
 
 from __future__ import annotations
@@ -64,6 +72,38 @@ def _set_rng_state(state: dict) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["model_parallel"])
 
 
+def current_layout(optimizer) -> dict:
+    """This job's parallel layout and optimizer kind, as recorded in (and checked against) a checkpoint."""
+    from megatron.core import parallel_state as mpu
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    inner = getattr(optimizer, "chained_optimizers", [optimizer])
+    return {"tp": mpu.get_tensor_model_parallel_world_size(), "pp": mpu.get_pipeline_model_parallel_world_size(),
+            "dp": mpu.get_data_parallel_world_size(),
+            "distributed_optimizer": any(isinstance(o, DistributedOptimizer) for o in inner)}
+
+
+def describe_layout(layout: dict) -> str:
+    kind = "distributed" if layout["distributed_optimizer"] else "non-distributed"
+    return f"TP{layout['tp']} PP{layout['pp']} DP{layout['dp']} with the {kind} optimizer"
+
+
+def check_resume_layout(path: Path, saved: dict | None, mine: dict) -> None:
+    """Raise unless the checkpoint at ``path``, written at layout ``saved``, can be loaded at ``mine``: any layout
+    when neither uses the distributed optimizer (Megatron reshards weights and Adam moments across TP/PP/DP), the
+    same layout and optimizer kind otherwise. ``saved`` is None for checkpoints written before layouts were
+    recorded (not checked)."""
+    if saved is None or saved == mine:
+        return
+    if saved["distributed_optimizer"] or mine["distributed_optimizer"]:
+        raise RuntimeError(
+            f"{path}: written at {describe_layout(saved)}; this job runs {describe_layout(mine)}. The distributed "
+            "optimizer's state does not reshard across layouts or optimizer kinds: resume at the checkpoint's "
+            "layout (parallel.tensor_model_parallel_size, parallel.pipeline_model_parallel_size, the number of ranks "
+            "and parallel.use_distributed_optimizer as above), or write checkpoints with "
+            "parallel.use_distributed_optimizer=false to change layouts")
+
+
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -80,6 +120,7 @@ class CheckpointManager:
         """Collective: every rank calls it at the same step."""
         from megatron.core import dist_checkpointing
 
+        layout = current_layout(optimizer)
         name = f"step_{step:06d}"
         final, tmp = self.root / name, self.root / (name + ".tmp")
         if _rank() == 0:
@@ -94,7 +135,8 @@ class CheckpointManager:
         torch.save(_rng_state(), tmp / "rng" / f"rank_{_rank():05d}.pt")
         _barrier()
         if _rank() == 0:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=1))
+            record = {"step": step, **trainer_state, "layout": layout}
+            (tmp / "trainer_state.json").write_text(json.dumps(record, indent=1))
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
@@ -113,9 +155,12 @@ class CheckpointManager:
         return latest_complete_step(self.root)
 
     def load(self, path: Path, model_chunk: torch.nn.Module, optimizer) -> Resumed:
-        """Collective: restore model, optimizer and this rank's RNG; return the trainer state."""
+        """Collective: restore model, optimizer and this rank's RNG; return the trainer state. Refuses a layout
+        change the optimizer state cannot follow (:func:`check_resume_layout`) before reading any tensor."""
         from megatron.core import dist_checkpointing
 
+        trainer_state = json.loads((path / "trainer_state.json").read_text())
+        check_resume_layout(path, trainer_state.get("layout"), current_layout(optimizer))
         model_sd = model_chunk.sharded_state_dict()
         sharded = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=True)}
         with torch.no_grad():
@@ -127,6 +172,5 @@ class CheckpointManager:
             raise RuntimeError(f"{rng_file}: missing; this checkpoint was written by a job with a different number "
                                "of ranks (exact resume needs the same world size)")
         _set_rng_state(torch.load(rng_file, weights_only=False))
-        trainer_state = json.loads((path / "trainer_state.json").read_text())
         return Resumed(step=trainer_state["step"], trainer_state=trainer_state, path=path)
 

@@ -73,6 +73,8 @@ class Policy:
         targets = ([self.chunk] if policy else []) + ([self.reference] if self.reference is not None else [])
         for model in targets:
             load_hf_into_model(model, self.cfg.model, hf_dir, self.state.tp_rank, self.state.tp_size)
+        if policy:  # bf16/fp16 params: the optimizer's fp32 main copies were taken at build time, from the random init
+            self.optimizer.reload_model_params()
 
     # ----------------------------------------------------------------------------------------- helpers
     def _reduce_to_all(self, values: dict[str, float]) -> dict[str, float]:

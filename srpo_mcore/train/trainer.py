@@ -99,7 +99,9 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
                                                  global_sequences=float(len(group_samples))))
 
     # 6. Weight sync, trainer -> vLLM: the loop's one back-edge (on GPU it also wakes the sleeping engine).
-    if ctx.weight_sync is not None:
+    if ctx.weight_sync is not None and cfg.debug.skip_weight_sync_at_step == step:
+        logger.warning("debug.skip_weight_sync_at_step=%d: the engine keeps the previous weights (stale push)", step)
+    elif ctx.weight_sync is not None:
         with timer("sync"):
             sync = ctx.weight_sync.sync(ctx.engine)
         metrics["sync/gb_per_s"] = sync.gb_per_s

@@ -102,6 +102,26 @@ def test_guard_alarm_on_jump_not_on_noise():
     assert not guard.update(base, base + 2e-6).alarm
 
 
+# Per-step mean |log p_trainer - log p_rollout| measured on the CPU quickstart model (2 ranks, TP2, 32 samples a
+# step; docs/benchmarks.md): fp32 after every sync, bf16 (params and engine) after every sync, and the step after
+# a skipped sync in bf16 (debug.skip_weight_sync_at_step, lr 1e-4).
+FP32_HEALTHY = [3e-7, 4e-7, 3.5e-7, 3e-7]
+BF16_HEALTHY = [8.5e-4, 1.53e-3, 1.25e-3, 1.16e-3, 2.35e-3]  # the last: the highest healthy bf16 step seen
+BF16_STALE = 1.49e-2
+
+
+@pytest.mark.parametrize("healthy", [FP32_HEALTHY, BF16_HEALTHY], ids=["fp32", "bf16"])
+def test_default_guard_thresholds_fit_the_measured_mismatch(healthy):
+    """The defaults (alarm at 5x the running baseline, never below 5 x 1e-3) stay quiet over measured healthy steps
+    in fp32 and bf16 (bf16's mean sits around the floor: the alarm is at 5e-3, 2x the highest healthy step) and trip
+    on the measured stale bf16 step (3x above the alarm level), so one set of defaults serves both dtypes."""
+    guard = MismatchGuard.from_config(RolloutConfig())
+    ones = torch.ones(600)
+    for value in healthy:
+        assert not guard.update(0 * ones, value * ones).alarm, value
+    assert guard.update(0 * ones, BF16_STALE * ones).alarm
+
+
 def test_guard_mask_and_raise():
     guard = MismatchGuard.from_config(RolloutConfig(), raise_on_alarm=True)
     lp = torch.zeros(2, 4)

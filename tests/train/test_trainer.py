@@ -13,6 +13,8 @@
 * the run's saved rollouts (``train.save_rollouts``), replayed with ``--replay`` (no vLLM, no rewards), reproduce
   its losses, metrics, checkpoints and final weights bit for bit.
 * the Triton kernels (under the interpreter) inside the loop reproduce the torch backend's run.
+* bf16 end to end (bf16 params with fp32 main params and moments, vLLM-CPU in bf16): healthy steps keep the
+  stale-weight guard quiet, a deliberately skipped weight sync trips it and stops the run.
 """
 
 import json
@@ -239,3 +241,29 @@ def test_triton_kernels_in_the_loop_match_the_torch_backend(uninterrupted, arith
             assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (a["step"], k, a[k], b[k])
         assert {k: v for k, v in a.items() if k not in close} == {k: v for k, v in b.items() if k not in close}
         assert a["loss/pg_loss"] != 0.0 or a["loss/entropy"] > 0.0
+
+
+def test_bf16_run_guard_quiet_when_healthy_and_stops_on_a_stale_push(arith_base, tmp_path):
+    """bf16 params (Megatron's mixed-precision AdamW over fp32 main params) and a bf16 vLLM-CPU engine, with the
+    guard's default thresholds and ``mismatch_alarm_action: raise``. Steps 1-3 are healthy: the trainer and the
+    engine disagree by bf16 rounding only (well above fp32's ~1e-6, far below the alarm) and the model keeps its
+    answer format (the optimizer's fp32 main params start from the loaded weights, not the random init). Step 3's
+    weight sync is skipped (``debug.skip_weight_sync_at_step``), so step 4 samples from the previous weights: the
+    guard trips and the run stops with the stale-weight error before logging step 4. A bf16 checkpoint is written
+    at step 2."""
+    run_dir = tmp_path / "bf16"
+    proc = srpo(run_dir, arith_base, 2, "model.params_dtype=bfloat16", "train.steps=4", "train.eval_interval=0",
+                "train.save_interval=2", "train.export_hf_at_end=false", "train.mismatch_alarm_action=raise",
+                "debug.skip_weight_sync_at_step=3", check=False)
+    assert proc.returncode != 0
+    log = (run_dir / "logs/rank00000.log").read_text()
+    assert "in torch.bfloat16" in log  # the weight sync pushes bf16 tensors to a bf16 engine
+    assert "debug.skip_weight_sync_at_step=3" in log
+    assert "StaleWeightsError: stale-weight alarm" in proc.stderr, proc.stderr[-6000:]
+    rows = metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert r["mismatch/alarm"] == 0.0 and r["mismatch/frac_ratio_outside"] == 0.0, r
+        assert 1e-5 < r["mismatch/mean_abs"] < 5e-3, r  # bf16 rounding: above fp32 noise, below the alarm
+        assert r["optim/update_skipped"] == 0.0 and r["response/format_ok_fraction"] > 0.5, r
+    assert (run_dir / "checkpoints" / "latest").read_text() == "step_000002"
