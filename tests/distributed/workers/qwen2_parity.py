@@ -160,14 +160,14 @@ def main():
     ap.add_argument("--hf", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--loss-path-only", action="store_true", help="run section 6 alone (debugging)")
+    ap.add_argument("--only", choices=["loss_path", "packing"], help="run section 6 or 7 alone (debugging)")
     args = ap.parse_args()
     ref = torch.load(f"{args.hf}/reference_logits.pt")
     input_ids = ref["input_ids"]
     ref_logits = ref["logits"]
     local: dict = {}
-    if args.loss_path_only:
-        loss_path_parity(args.hf, local)
+    if args.only:
+        {"loss_path": loss_path_parity, "packing": packing_parity}[args.only](args.hf, local)
         return finish(local, args.out)
 
     # 1. Logits parity at three layouts.
@@ -320,7 +320,9 @@ def run_policy(hf_dir, tp, pp, overrides, path, layout="packed"):
     finally:
         forward.lm_head_input = original
     params = dict(policy.ddp.module.named_parameters())
-    return {"logprobs": trainer_lp, "ref": [mb.extras.get("ref_logprobs") for mb in micro], "metrics": metrics,
+    ref = [mb.extras["ref_logprobs"][mb.extras["loss_mask"].bool()] if "ref_logprobs" in mb.extras else None
+           for mb in micro]  # the reference model's log-probs of the response tokens, in sample order
+    return {"logprobs": trainer_lp, "ref": ref, "metrics": metrics,
             "grads": {n: p.main_grad.detach().clone() for n, p in params.items()},
             "weights": {n: p.detach().clone() for n, p in params.items()}, "output_layer_calls": len(head_calls)}
 
