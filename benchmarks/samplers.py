@@ -1,7 +1,7 @@
 """Sampler comparison: GRPO (every group kept), DAPO dynamic sampling and SRPO's History Resampling, with the real
 trainer, the same base model, seeds and number of optimizer updates.
 
-    python -m benchmarks.samplers --out runs/samplers            # ~25 min on 2 busy CPU cores
+    python -m benchmarks.samplers --out runs/samplers            # 6 runs of ~5-8 min each on 2 busy CPU cores
     python -m benchmarks.samplers --out runs/samplers --steps 2 --seeds 1 --eval-interval 1   # a smoke run
 
 Task: the quickstart's math domain (``a+b=`` answered ``\\boxed{sum}``), ``--train-prompts`` training prompts (a few
