@@ -131,11 +131,16 @@ def run_one(args, sampler: str, seed: int, base: Path, files: dict[str, Path], r
     if done.is_file() and json.loads(done.read_text()).get("overrides") == overrides:
         print(f"== {sampler} seed {seed}: reusing {run_dir}", flush=True)
         return run_dir
+    owner = run_dir / "running.pid"  # another comparison process (same OUT) is training this run: do not clobber it
+    if owner.is_file() and Path(f"/proc/{owner.read_text().strip()}").exists():
+        raise SystemExit(f"error: process {owner.read_text().strip()} is running {run_dir}; wait for it or use "
+                         "another --out")
     if run_dir.exists():
         import shutil
 
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
+    owner.write_text(str(os.getpid()))
     print(f"== {sampler} seed {seed}: {args.steps} steps -> {run_dir}", flush=True)
     cmd = [sys.executable, "pretrain_srpo.py", "--nproc", "2", "--config", args.config, *overrides]
     start = time.time()
@@ -148,6 +153,7 @@ def run_one(args, sampler: str, seed: int, base: Path, files: dict[str, Path], r
         raise SystemExit(f"error: the {sampler} run with seed {seed} failed ({proc.returncode}); "
                          f"{run_dir}/console.log ends:\n{tail}")
     done.write_text(json.dumps({"wall_s": wall, "overrides": overrides}))
+    owner.unlink()
     return run_dir
 
 
