@@ -223,7 +223,7 @@ def markdown(results: list[dict], summary: dict[str, dict], args) -> str:
              f"{args.samples_per_prompt} samples per update, {args.train_prompts} training prompts, held-out pass@1 "
              f"over {args.heldout} problems x {args.eval_samples} samples; seeds {', '.join(map(str, args.seeds))}.",
              "", "| sampler | seeds | pass@1 start | pass@1 end | rollouts generated | zero-adv. groups | informative "
-             "groups / step | groups trained / step | epochs | train time (s) | wall (s) |",
+             "groups / step | groups trained / step | epochs finished | time in steps (s) | wall (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for sampler, s in summary.items():
         lines.append(f"| {SAMPLERS[sampler]} (mean) | {len(s['seeds'])} | {f(s['pass_at_1_start'], '.3f')} | "
