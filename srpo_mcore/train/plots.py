@@ -1,7 +1,9 @@
 """Render a run's curves to PNG: ``python -m srpo_mcore.train.plots RUN_DIR [--out FILE]``.
 
-Reads ``RUN_DIR/metrics.jsonl`` and draws reward and accuracy, response length, the zero-advantage fraction,
-and the reflection-pattern frequencies, one panel each, against the step.
+Reads ``RUN_DIR/metrics.jsonl`` and draws reward and accuracy, response length, the zero-advantage fraction and
+informative groups per step, the sampler's prompt set (under History Resampling: the active set, which shrinks as
+solved prompts are dropped, and the prompts dropped at the last epoch end), and the reflection-pattern
+frequencies, one panel each, against the step.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ PANELS = [
     ("reward / accuracy", ["reward/mean", "accuracy/mean", "eval/accuracy"]),
     ("response length (tokens)", ["response/length_mean"]),
     ("zero-advantage group fraction", ["advantage/zero_group_fraction"]),
+    ("groups per step", ["sampling/math_groups_kept", "sampling/code_groups_kept", "advantage/informative_groups"]),
+    ("prompts in the epoch (History Resampling: active set)", ["sampling/math/epoch_prompts",
+                                                               "sampling/code/epoch_prompts"]),
+    ("History Resampling: prompts dropped at the last epoch end",
+     ["sampling/math/history_resampling/dropped_all_correct", "sampling/code/history_resampling/dropped_all_correct"]),
     ("reflection frequency", ["reflection/recheck_frequency", "reflection/hesitation_frequency",
                               "reflection/exploration_frequency"]),
 ]
@@ -36,7 +43,7 @@ def render(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     rows = load_metrics(run_dir)
     out = Path(out) if out else run_dir / "curves.png"
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    fig, axes = plt.subplots(2, 4, figsize=(20, 7), constrained_layout=True)
     for ax, (title, keys) in zip(axes.flat, PANELS):
         for key in keys:
             points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
@@ -48,6 +55,8 @@ def render(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
+    for ax in axes.flat[len(PANELS):]:
+        ax.set_axis_off()
     fig.suptitle(f"SRPO run: {run_dir}")
     fig.savefig(out, dpi=110)
     plt.close(fig)

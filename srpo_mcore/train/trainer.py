@@ -147,6 +147,9 @@ def collect_groups(ctx: StepContext, step: int, timer: PhaseTimer) -> tuple[list
             kept.extend(s for g, k in zip(groups, keep) if k for s in g)
         stats = batch.stats
         out[f"sampling/{domain}_groups_kept"] = stats.groups_kept
+        out[f"sampling/{domain}_prompts_drawn"] = stats.prompts_drawn  # generated for, kept or not
+        out["sampling/rollouts_generated"] = (out.get("sampling/rollouts_generated", 0)
+                                              + stats.prompts_drawn * cfg.train.samples_per_prompt)
         out[f"sampling/{domain}_groups_dropped_equal_rewards"] = stats.groups_dropped_equal_rewards
         out.update(ctx.samplers[domain].metrics(prefix=f"sampling/{domain}/"))
     for group, start in enumerate(range(0, len(kept), cfg.train.samples_per_prompt)):
@@ -167,6 +170,7 @@ def assign_advantages(samples: list[ScoredSample], cfg: SRPOConfig) -> dict[str,
     for s, a in zip(samples, result.flat().tolist()):
         s.advantage = a
     return {"advantage/zero_group_fraction": result.zero_advantage_fraction,
+            "advantage/informative_groups": float((~result.zero_advantage).sum()),
             "advantage/equal_reward_group_fraction": result.equal_reward_fraction,
             "advantage/abs_mean": float(result.advantages.abs().mean())}
 
