@@ -36,7 +36,7 @@ class BenchmarkResult:
             "pass@1": self.metrics["accuracy"],
             "response_length_mean": self.metrics["response_length_mean"],
             "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),
-            "format_ok_fraction": sum(bool(s.extras.get("format_ok")) for s in samples) / len(samples),
+            "format_ok_fraction": sum(bool(s.format_ok) for s in samples) / len(samples),
             "dropped_too_long": sum(self.prompts.dropped_too_long.values()),
             "date_window": (dict(zip(("since", "until"), self.benchmark.date_window))
                             if self.benchmark.window_applies([p.record for p in self.prompts.prompts]) else None),
@@ -51,7 +51,7 @@ class BenchmarkResult:
             for index, s in enumerate(group):
                 yield {"benchmark": self.benchmark.name, "problem_id": s.prompt_id, "domain": s.domain,
                        "sample": index, "response": s.response_text, "reward": s.reward, "accuracy": s.accuracy,
-                       "status": s.extras.get("status"), "format_ok": s.extras.get("format_ok"),
+                       "status": s.status, "format_ok": s.format_ok,
                        "finish_reason": s.finish_reason, "response_tokens": len(s.response_ids)}
 
 
