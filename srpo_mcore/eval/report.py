@@ -12,17 +12,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from srpo_mcore.data.files import write_json, write_jsonl
 from srpo_mcore.eval.benchmarks import Benchmark
+from srpo_mcore.tasks.prompts import PromptTable
 
 
 @dataclass
 class BenchmarkResult:
     benchmark: Benchmark
-    prompts: object  # PromptTable
+    prompts: PromptTable
     metrics: dict[str, float]  # evaluate_pass_at_1's, without prefix
     groups: list[list]  # k ScoredSamples per problem
     seconds: float
@@ -38,7 +40,7 @@ class BenchmarkResult:
             "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),
             "format_ok_fraction": sum(bool(s.format_ok) for s in samples) / len(samples),
             "dropped_too_long": sum(self.prompts.dropped_too_long.values()),
-            "date_window": (dict(zip(("since", "until"), self.benchmark.date_window))
+            "date_window": (dict(zip(("since", "until"), self.benchmark.date_window or (None, None)))
                             if self.benchmark.window_applies([p.record for p in self.prompts.prompts]) else None),
             "seconds": round(self.seconds, 2),
         }
@@ -55,7 +57,7 @@ class BenchmarkResult:
                        "finish_reason": s.finish_reason, "response_tokens": len(s.response_ids)}
 
 
-def write(plan, results: list[BenchmarkResult], *, world_size: int, pending: list[str] = ()) -> None:
+def write(plan, results: list[BenchmarkResult], *, world_size: int, pending: Sequence[str] = ()) -> None:
     """Write (atomically) ``summary.json`` and ``samples.jsonl`` for the benchmarks done so far; ``pending`` names
     the ones not evaluated yet (empty once the evaluation finished)."""
     out = Path(plan.out)
