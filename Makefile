@@ -39,10 +39,12 @@ quickstart: setup
 
 test: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # Re-resolve the lock from requirements/cpu-top.txt in a scratch venv (needs the registry).
 lock:

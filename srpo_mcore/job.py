@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch.distributed as dist
 
@@ -35,6 +36,9 @@ from srpo_mcore.distributed import ParallelState, init_model_parallel
 logger = logging.getLogger("srpo_mcore.job")
 
 OWN_LOGGERS = "srpo_mcore"  # records of this project's loggers reach the console; others only at ERROR and above
+
+if TYPE_CHECKING:
+    from srpo_mcore.rollout.engine import RolloutEngine
 
 
 # --------------------------------------------------------------------------------------------------- logging
@@ -88,7 +92,7 @@ class Job:
 
     state: ParallelState
     log_file: Path
-    engine: object | None = None  # srpo_mcore.rollout.engine.RolloutEngine, once started
+    engine: RolloutEngine | None = None  # once started
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def on_close(self, close: Callable[[], object]) -> None:

@@ -216,7 +216,7 @@ def _set_cuda_rng_state_cpu(new_state, device=-1, graph_safe=False):
 
 def _rebind_torch(module: types.ModuleType) -> None:
     if getattr(module, "torch", None) is _REAL_TORCH:
-        module.torch = _CPU_TORCH
+        setattr(module, "torch", _CPU_TORCH)  # noqa: B010 (a module attribute mypy cannot know)
 
 
 class _MegatronImportHook(importlib.abc.MetaPathFinder):

@@ -200,7 +200,7 @@ def _join(prefix: str, key: str) -> str:
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

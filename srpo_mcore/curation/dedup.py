@@ -114,5 +114,5 @@ class NearDupIndex:
         self.exact.setdefault(normalize_for_dedup(text), record_id)
         grams = shingles(text, self.ngram)
         self.grams[record_id], self.keys[record_id] = grams, key
-        for key in self._band_keys(grams):
-            self.buckets[key].append(record_id)
+        for band in self._band_keys(grams):
+            self.buckets[band].append(record_id)

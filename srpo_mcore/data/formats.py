@@ -266,7 +266,7 @@ def _io_tests(row: dict, *, typed: bool) -> list[CodeTest]:
         kind = item.get("testtype", "stdin") if typed else "stdin"
         if kind not in ("stdin", "functional"):
             raise DataError(f"{kind!r} is not one of 'stdin', 'functional'", field=f"tests[{i}].testtype")
-        tests.append(CodeTest(kind, _io_text(item, "input", i), _io_text(item, "output", i)))
+        tests.append(CodeTest("stdin" if kind == "stdin" else "functional", _io_text(item, "input", i), _io_text(item, "output", i)))
     return tests
 
 

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         listed = ", ".join(f"row {r.row} {r.field} x{r.count}" for r in result.repairs)
         print(f"repaired control characters: {listed}")
     print(f"rejected rows: {len(result.errors)}")
-    for err in result.errors[: args.show_errors]:
-        print(f"  {err}")
+    for rejected in result.errors[: args.show_errors]:
+        print(f"  {rejected}")
     if records:
         print("first record:")
         print(json.dumps(records[0].to_dict(), indent=2, ensure_ascii=False))

@@ -71,7 +71,7 @@ class Benchmark:
             raise ValueError(f"benchmark {self.name}: {len(undated)} of {len(records)} problems carry no contest_date "
                              f"(first: {undated[0]}), so --since/--until cannot select by release date; use "
                              "LiveCodeBench's release files, which date every problem, or drop the window")
-        since, until = self.date_window
+        since, until = self.date_window or (None, None)
         kept = [r for r in records if (since is None or r.meta["contest_date"] >= since)
                 and (until is None or r.meta["contest_date"] <= until)]
         if not kept:
@@ -135,7 +135,7 @@ def resolve(names: list[str], data_files: list[str], *, data_dir: Path | None, k
         taken.add(name)
         out.append(Benchmark(name, (Path(path),), k or 1, limit, window))
     for bench in out:
-        for path in bench.files:
-            if not path.is_file():
-                raise ValueError(f"benchmark {bench.name}: {path}: no such file")
+        for file in bench.files:
+            if not file.is_file():
+                raise ValueError(f"benchmark {bench.name}: {file}: no such file")
     return out

@@ -57,10 +57,11 @@ def _resolve_trainer(path: Path) -> PolicyCheckpoint:
 
     step = path
     if not (path / "model_optim").is_dir():
-        step = latest_complete_step(path / "checkpoints")
-        if step is None:
+        latest = latest_complete_step(path / "checkpoints")
+        if latest is None:
             raise FileNotFoundError(f"{path}: neither a Megatron model checkpoint (no srpo_model_config.json), nor a "
                                     "trainer checkpoint (no model_optim/), nor a run directory (no checkpoints/latest)")
+        step = latest
     run_config = step.parent.parent / "config.yaml"
     if not run_config.is_file():
         raise FileNotFoundError(f"{run_config}: missing; a trainer checkpoint takes its architecture from its run's "

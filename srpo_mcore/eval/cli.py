@@ -91,8 +91,8 @@ def build_plan(args: argparse.Namespace, argv: list[str]):
         cfg.train.max_tokens_per_micro_batch = max(cfg.train.max_tokens_per_micro_batch, total)  # trains nothing
         cfg.validate()
     except ConfigError as e:
-        flag = next((f for f, key in FLAGS.items() if key == e.key and getattr(args, f) is not None), None)
-        raise ValueError(f"{e}" + (f" (set by --{flag.replace('_', '-')})" if flag else "")) from None
+        culprit = next((f for f, key in FLAGS.items() if key == e.key and getattr(args, f) is not None), None)
+        raise ValueError(f"{e}" + (f" (set by --{culprit.replace('_', '-')})" if culprit else "")) from None
     tokenizer = args.tokenizer or ckpt.tokenizer
     if tokenizer is None:
         raise ValueError(f"--mcore {args.mcore}: a Megatron checkpoint holds no tokenizer; pass --tokenizer DIR")

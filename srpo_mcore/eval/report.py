@@ -12,17 +12,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from srpo_mcore.data.files import write_json, write_jsonl
 from srpo_mcore.eval.benchmarks import Benchmark
+from srpo_mcore.tasks.prompts import PromptTable
 
 
 @dataclass
 class BenchmarkResult:
     benchmark: Benchmark
-    prompts: object  # PromptTable
+    prompts: PromptTable
     metrics: dict[str, float]  # evaluate_pass_at_1's, without prefix
     groups: list[list]  # k ScoredSamples per problem
     seconds: float
@@ -36,9 +38,9 @@ class BenchmarkResult:
             "pass@1": self.metrics["accuracy"],
             "response_length_mean": self.metrics["response_length_mean"],
             "truncated_fraction": sum(s.finish_reason == "length" for s in samples) / len(samples),
-            "format_ok_fraction": sum(bool(s.extras.get("format_ok")) for s in samples) / len(samples),
+            "format_ok_fraction": sum(bool(s.format_ok) for s in samples) / len(samples),
             "dropped_too_long": sum(self.prompts.dropped_too_long.values()),
-            "date_window": (dict(zip(("since", "until"), self.benchmark.date_window))
+            "date_window": (dict(zip(("since", "until"), self.benchmark.date_window or (None, None)))
                             if self.benchmark.window_applies([p.record for p in self.prompts.prompts]) else None),
             "seconds": round(self.seconds, 2),
         }
@@ -51,11 +53,11 @@ class BenchmarkResult:
             for index, s in enumerate(group):
                 yield {"benchmark": self.benchmark.name, "problem_id": s.prompt_id, "domain": s.domain,
                        "sample": index, "response": s.response_text, "reward": s.reward, "accuracy": s.accuracy,
-                       "status": s.extras.get("status"), "format_ok": s.extras.get("format_ok"),
+                       "status": s.status, "format_ok": s.format_ok,
                        "finish_reason": s.finish_reason, "response_tokens": len(s.response_ids)}
 
 
-def write(plan, results: list[BenchmarkResult], *, world_size: int, pending: list[str] = ()) -> None:
+def write(plan, results: list[BenchmarkResult], *, world_size: int, pending: Sequence[str] = ()) -> None:
     """Write (atomically) ``summary.json`` and ``samples.jsonl`` for the benchmarks done so far; ``pending`` names
     the ones not evaluated yet (empty once the evaluation finished)."""
     out = Path(plan.out)

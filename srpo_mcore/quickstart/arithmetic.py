@@ -46,7 +46,7 @@ def make_problems(n: int, seed: int, max_operand: int = 99, prefix: str = "add",
     n = min(n, (max_operand + 1) ** 2)
     rng = random.Random(seed)
     seen: set[tuple[int, int]] = set()
-    problems = []
+    problems: list[Problem] = []
     while len(problems) < n:
         a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
         if (a, b) in seen:

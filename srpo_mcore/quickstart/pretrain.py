@@ -82,7 +82,7 @@ def greedy_accuracy(model, state, tokenizer, problems, bos_id, eos_id, max_new: 
         for i, s in enumerate(outputs):
             ids[i, : len(s)] = torch.tensor(s)
         last = torch.tensor([len(s) - 1 for s in outputs])
-        picked = {}
+        picked: dict[str, torch.Tensor] = {}
 
         def pick(logits, mb, last=last, picked=picked):
             shards = [torch.empty_like(logits) for _ in range(state.tp_size)]

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from srpo_mcore.config.rewards import RewardConfig
 from srpo_mcore.rewards.code_reward import CodeScore, score_code
@@ -30,6 +30,8 @@ from srpo_mcore.rewards.sandbox import Sandbox, limits_from_config
 
 logger = logging.getLogger(__name__)
 DOMAINS = ("math", "code")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -88,7 +90,7 @@ class RewardManager:
             if (r.domain == "math" and self.math is None) or (r.domain == "code" and self.sandbox is None):
                 raise ValueError(f"this RewardManager was built without the {r.domain!r} domain")
         code_jobs: dict[int, Future] = {
-            i: self._pool.submit(self._score_code, r) for i, r in enumerate(requests) if r.domain == "code"}
+            i: self._built(self._pool).submit(self._score_code, r) for i, r in enumerate(requests) if r.domain == "code"}
         math_idx = [i for i, r in enumerate(requests) if r.domain == "math"]
         math_out: dict[int, tuple[float, str, dict]] = {}
         if math_idx:
@@ -122,11 +124,18 @@ class RewardManager:
 
     # -- internals -----------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _built(part: T | None) -> T:
+        """A domain's verifier, sandbox or pool; ``score`` refuses requests of a domain built without them."""
+        if part is None:
+            raise RuntimeError("this RewardManager was built without the request's domain")
+        return part
+
     def _score_math(self, requests: list[RewardRequest]) -> list[tuple[float, str, dict]]:
         c = self.config
         golds = [normalize_gold(r.ground_truth) for r in requests]
         answers = [extract_answer(r.response, require_think_close=c.require_think_close) for r in requests]
-        verdicts = self.math.verify_many(list(zip(golds, answers)))
+        verdicts = self._built(self.math).verify_many(list(zip(golds, answers)))
         out = []
         for gold, answer, v in zip(golds, answers, verdicts):
             if v.correct:
@@ -142,7 +151,7 @@ class RewardManager:
     def _score_code(self, r: RewardRequest) -> CodeScore:
         c = self.config
         try:
-            return score_code(r.response, r.ground_truth, self.sandbox, require_think_close=c.require_think_close,
+            return score_code(r.response, r.ground_truth, self._built(self.sandbox), require_think_close=c.require_think_close,
                               float_tolerance=c.code_float_tolerance, stop_after_timeout=c.code_stop_after_timeout)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             logger.warning("request %s: bad code ground truth: %s", r.id or "?", e)

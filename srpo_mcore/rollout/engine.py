@@ -97,7 +97,7 @@ class RolloutSample:
 
     prompt_index: int
     sample_index: int
-    prompt_token_ids: tuple[int, ...]
+    prompt_token_ids: Sequence[int]
     response_token_ids: torch.Tensor
     logprobs: torch.Tensor
     finish_reason: str

@@ -79,7 +79,7 @@ class MismatchGuard:
         if alarm:
             self.alarms += 1
             message = (f"stale-weight alarm: mean |log p_trainer - log p_rollout| = {mean:.3g} nats is "
-                       f"{mean / max(baseline, self.floor):.1f}x the running baseline {baseline:.3g} (max {stats.max_abs:.3g}, "
+                       f"{mean / max(baseline or 0.0, self.floor):.1f}x the running baseline {baseline:.3g} (max {stats.max_abs:.3g}, "
                        f"{stats.frac_ratio_outside:.1%} of {int(tokens)} tokens with ratio outside {RATIO_BOUNDS}); "
                        "was a weight sync skipped or incomplete?")
             logger.error(message)

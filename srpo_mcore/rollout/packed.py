@@ -128,7 +128,7 @@ def gather_from_engines(local: RaggedRows, *, engine_index: int, engine_ranks: S
     ``engine_ranks[e]`` are the global ranks of engine ``e``; its first rank sends. Raises
     :class:`RolloutDivergenceError` on every rank if the ranks of an engine hold different rows."""
     buf = local.to_bytes()
-    digest = hashlib.sha256(buf.numpy()).digest()
+    digest = hashlib.sha256(buf.numpy().data).digest()
     header = torch.tensor([engine_index, buf.numel(), *(int.from_bytes(digest[i:i + 7], "little")
                                                          for i in range(0, 28, 7))], dtype=torch.int64)
     headers = [torch.empty_like(header) for _ in range(dist.get_world_size(group))]

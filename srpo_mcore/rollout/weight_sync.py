@@ -95,7 +95,7 @@ class WeightSync:
         self._broken: str | None = None
         self._step = "setting up"
         self.ctrl = dist.new_group(backend="gloo", timeout=self.timeout)
-        per_rank = [None] * dist.get_world_size()
+        per_rank: list = [None] * dist.get_world_size()
         dist.all_gather_object(per_rank, (state.pp_rank, local_slots(self.chunk, model, state.pp_rank)),
                                group=self.ctrl)
         by_stage = dict(per_rank)

@@ -77,8 +77,8 @@ def numel(shape: tuple[int, ...]) -> int:
 
 def unwrap_model(model_chunk: torch.nn.Module) -> torch.nn.Module:
     """The GPTModel inside Megatron DDP / Float16Module wrappers."""
-    while hasattr(model_chunk, "module"):
-        model_chunk = model_chunk.module
+    while isinstance(inner := getattr(model_chunk, "module", None), torch.nn.Module):
+        model_chunk = inner
     return model_chunk
 
 

@@ -165,7 +165,7 @@ def _clone_groups(group, size: int, timeout: datetime.timedelta, ctrl):
     """This rank's copy (with the sync timeout) of a Megatron group; collective over the job."""
     if size == 1:
         return None
-    ranks = [None] * dist.get_world_size()
+    ranks: list = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, tuple(dist.get_process_group_ranks(group)), group=ctrl)
     unique = sorted(set(ranks))
     mine, _ = dist.new_subgroups_by_enumeration([list(r) for r in unique], timeout=timeout)

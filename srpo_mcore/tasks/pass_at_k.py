@@ -22,7 +22,7 @@ def evaluate_pass_at_1(engine, prompts: PromptTable, tokenizer, rewards, rollout
     ``pass@1 = mean over problems of (correct samples / k)``.
 
     With ``return_samples`` also returns the scored samples, one list of ``k`` per prompt in ``prompts`` order
-    (``ScoredSample``: ``prompt_id``, ``response_text``, ``reward``, ``accuracy``, ``extras["status"]``, ...)."""
+    (``ScoredSample``: ``prompt_id``, ``response_text``, ``reward``, ``accuracy``, ``status``, ...)."""
     from srpo_mcore.rollout.engine import SamplingOptions
 
     options = SamplingOptions.from_config(rollout, stop_token_ids=[tokenizer.eos_token_id])

@@ -112,6 +112,6 @@ class PromptTable:
     def load_mixed(cls, cfg: SRPOConfig, tokenizer, files: list[str]) -> PromptTable:
         """Prompts from files that may hold either domain (evaluation sets)."""
         records = load_many(files, format=cfg.data.file_format, on_invalid=cfg.data.on_invalid_row) if files else []
-        by_domain = {"math": [r for r in records if isinstance(r, MathRecord)],
+        by_domain: dict[str, list] = {"math": [r for r in records if isinstance(r, MathRecord)],
                      "code": [r for r in records if isinstance(r, CodeRecord)]}
         return cls.from_records(by_domain, cfg, tokenizer)

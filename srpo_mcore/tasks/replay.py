@@ -3,8 +3,8 @@ the rewards.
 
 With ``train.save_rollouts: true`` rank 0 writes, after each step's rollout and reward stage,
 ``RUN_DIR/rollouts/step_NNNNNN.pt`` (``torch.save`` of packed tensors and plain lists: prompt and response token
-ids, rollout log-probs, rewards, accuracy, finish reasons, groups, domains, response texts, the samplers' state and
-the sampling metrics) and keeps ``RUN_DIR/rollouts/index.json`` (format version, the model's architecture, a
+ids, rollout log-probs, rewards, accuracy, finish reasons, groups, domains, response texts, the rewards' verdicts
+(format_ok, language_penalty, status), the samplers' state and the sampling metrics) and keeps ``RUN_DIR/rollouts/index.json`` (format version, the model's architecture, a
 tokenizer fingerprint, samples_per_prompt, the steps written). Both are written to a temporary name and renamed.
 
 ``pretrain_srpo.py --config X --replay DIR`` (``train.replay_dir``) runs the same steps from those files: every
@@ -24,19 +24,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from srpo_mcore.config import SRPOConfig
 from srpo_mcore.tasks.scoring import ScoredSample
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the rewards' verdicts as typed lists (1 kept them in per-sample "extras" dicts; still read)
+READABLE_VERSIONS = (1, 2)
 INDEX = "index.json"
 # The model fields that decide what the saved token ids and log-probs mean; dtype, kernels and layout may differ.
 ARCHITECTURE_FIELDS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups",
                        "vocab_size", "max_position_embeddings", "rotary_base", "norm_epsilon", "tie_word_embeddings",
                        "add_qkv_bias")
+
+
+class RestorableSampler(Protocol):
+    """What a replay needs of a prompt sampler (``algorithm.sampling``'s, a tier above this package)."""
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 def step_file(step: int) -> str:
@@ -119,7 +128,9 @@ def encode_samples(samples: list[ScoredSample]) -> dict:
         "domains": [s.domain for s in samples],
         "prompt_ids": [s.prompt_id for s in samples],
         "response_texts": [s.response_text for s in samples],
-        "extras": [dict(s.extras) for s in samples],
+        "format_ok": [s.format_ok for s in samples],
+        "language_penalty": [s.language_penalty for s in samples],
+        "status": [s.status for s in samples],
     }
 
 
@@ -131,13 +142,20 @@ def decode_samples(record: dict) -> list[ScoredSample]:
     prompts = rows(record["prompt_tokens"], record["prompt_offsets"])
     responses = rows(record["response_tokens"], record["response_offsets"])
     logprobs = rows(record["rollout_logprobs"], record["response_offsets"])
+    if "extras" in record:  # format 1: the verdicts in one dict per sample
+        verdicts = {key: [e.get(key) for e in record["extras"]] for key in ("format_ok", "language_penalty", "status")}
+    else:
+        verdicts = {key: record[key] for key in ("format_ok", "language_penalty", "status")}
     return [ScoredSample(group=group, prompt_id=prompt_id, domain=domain, prompt_ids=prompt.tolist(),
                          response_ids=response, rollout_logprobs=lp, finish_reason=finish, reward=reward,
-                         accuracy=accuracy, response_text=text, extras=dict(extras))
-            for group, prompt_id, domain, prompt, response, lp, finish, reward, accuracy, text, extras in zip(
+                         accuracy=accuracy, response_text=text, format_ok=format_ok,
+                         language_penalty=language_penalty, status=status)
+            for (group, prompt_id, domain, prompt, response, lp, finish, reward, accuracy, text, format_ok,
+                 language_penalty, status) in zip(
                 record["groups"].tolist(), record["prompt_ids"], record["domains"], prompts, responses, logprobs,
                 record["finish_reasons"], record["rewards"].tolist(), record["accuracy"].tolist(),
-                record["response_texts"], record["extras"])]
+                record["response_texts"], verdicts["format_ok"], verdicts["language_penalty"], verdicts["status"],
+                strict=True)]
 
 
 # --------------------------------------------------------------------------------------------------- replay
@@ -149,7 +167,7 @@ class RolloutReplay:
     def __init__(self, directory: str | Path) -> None:
         self.directory = rollout_directory(directory)
 
-    def load_step(self, step: int, samplers: dict) -> tuple[list[ScoredSample], dict[str, float]]:
+    def load_step(self, step: int, samplers: Mapping[str, RestorableSampler]) -> tuple[list[ScoredSample], dict[str, float]]:
         """The step's scored samples and sampling metrics; the samplers are set to the state they had after the
         recorded step drew its batch, so the replay's checkpoints carry the recorded run's sampler state."""
         record = torch.load(self.directory / step_file(step), weights_only=True)
@@ -170,8 +188,9 @@ def replay_problems(cfg: SRPOConfig) -> list[str]:
         index = json.loads(index_path.read_text())
     except json.JSONDecodeError as e:
         return [f"{index_path}: not JSON ({e})"]
-    if index.get("format_version") != FORMAT_VERSION:
-        return [f"{index_path}: format_version={index.get('format_version')}, this code reads {FORMAT_VERSION}"]
+    if index.get("format_version") not in READABLE_VERSIONS:
+        return [f"{index_path}: format_version={index.get('format_version')}, this code reads "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}"]
     problems = []
     if index.get("samples_per_prompt") != cfg.train.samples_per_prompt:
         problems.append(f"{index_path}: samples_per_prompt={index.get('samples_per_prompt')} but the config has "

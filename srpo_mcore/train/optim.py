@@ -106,8 +106,8 @@ class LRScheduler:
                 "warmup": self.config.lr_warmup_steps, "total_updates": self.total_updates}
 
     def load_state_dict(self, state: dict) -> None:
-        saved = (state["schedule"], state["warmup"], state["total_updates"])
-        mine = (self.config.lr_schedule, self.config.lr_warmup_steps, self.total_updates)
+        saved: tuple = (state["schedule"], state["warmup"], state["total_updates"])
+        mine: tuple = (self.config.lr_schedule, self.config.lr_warmup_steps, self.total_updates)
         if self.config.lr_schedule == "constant":  # the run's length does not enter a constant schedule
             saved, mine = saved[:2], mine[:2]
         if saved != mine:

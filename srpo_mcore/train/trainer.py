@@ -14,6 +14,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -33,6 +34,15 @@ from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointM
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
 from srpo_mcore.train.policy import Policy
 
+if TYPE_CHECKING:  # annotations only: the rollout engine, vLLM and transformers load when a run builds them
+    from transformers import PreTrainedTokenizerBase
+
+    from srpo_mcore.rewards.manager import RewardManager
+    from srpo_mcore.rollout.engine import RolloutEngine
+    from srpo_mcore.rollout.guard import MismatchGuard
+    from srpo_mcore.rollout.weight_sync import WeightSync
+    from srpo_mcore.tasks.replay import RolloutRecorder, RolloutReplay
+
 logger = logging.getLogger("srpo_mcore.train")
 
 
@@ -48,16 +58,28 @@ class StepContext:
     prompts: PromptTable
     samplers: dict[str, PromptSampler]  # one per domain
     stages: TwoStageSchedule
-    engine: object | None  # srpo_mcore.rollout.engine.RolloutEngine; None in a replay
-    weight_sync: object | None  # srpo_mcore.rollout.weight_sync.WeightSync; None in a replay
-    rewards: object | None  # srpo_mcore.rewards.RewardManager; None in a replay
-    guard: object  # srpo_mcore.rollout.guard.MismatchGuard
+    engine: RolloutEngine | None  # None in a replay
+    weight_sync: WeightSync | None  # None in a replay
+    rewards: RewardManager | None  # None in a replay
+    guard: MismatchGuard
     policy: Policy
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     reflection: ReflectionCounter
     eval_prompts: PromptTable | None = None
-    replay: object | None = None  # srpo_mcore.tasks.replay.RolloutReplay: saved rollouts instead of vLLM + rewards
-    recorder: object | None = None  # srpo_mcore.tasks.replay.RolloutRecorder (train.save_rollouts)
+    replay: RolloutReplay | None = None  # saved rollouts instead of vLLM + rewards (train.replay_dir)
+    recorder: RolloutRecorder | None = None  # writes each step's rollouts (train.save_rollouts)
+
+    def live_engine(self) -> RolloutEngine:
+        """The rollout engine; a replay (``train.replay_dir``) has none (it neither samples nor evaluates)."""
+        if self.engine is None:
+            raise RuntimeError("no rollout engine: this run replays saved rollouts (train.replay_dir)")
+        return self.engine
+
+    def live_rewards(self) -> RewardManager:
+        """The reward manager; a replay reads the saved rewards instead."""
+        if self.rewards is None:
+            raise RuntimeError("no reward manager: this run replays saved rollouts (train.replay_dir)")
+        return self.rewards
 
 
 def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
@@ -71,7 +93,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
             samples, sampling_metrics = ctx.replay.load_step(step, ctx.samplers)
     else:
         samples, sampling_metrics = collect_groups(ctx, step, timer)
-        ctx.engine.sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
+        ctx.live_engine().sleep()  # GPU with sleep mode: hand the KV cache (and weights) to training; no-op on CPU
     if ctx.recorder is not None:
         ctx.recorder.save(step, samples, sampling_metrics, {d: s.state_dict() for d, s in ctx.samplers.items()})
     metrics.update(sampling_metrics)
@@ -103,7 +125,7 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
         logger.warning("debug.skip_weight_sync_at_step=%d: the engine keeps the previous weights (stale push)", step)
     elif ctx.weight_sync is not None:
         with timer("sync"):
-            sync = ctx.weight_sync.sync(ctx.engine)
+            sync = ctx.weight_sync.sync(ctx.live_engine())
         metrics["sync/gb_per_s"] = sync.gb_per_s
 
     metrics.update(response_metrics(ctx, samples))
@@ -119,7 +141,7 @@ def collect_groups(ctx: StepContext, step: int, timer: PhaseTimer) -> tuple[list
     generate ``samples_per_prompt`` responses each, score them, and keep what the sampler keeps."""
     from srpo_mcore.rollout.engine import SamplingOptions
 
-    cfg = ctx.cfg
+    cfg, engine, rewards = ctx.cfg, ctx.live_engine(), ctx.live_rewards()
     counts = ctx.stages.prompt_counts(cfg.train.prompts_per_step)
     wanted_by_domain = {"math": counts.math, "code": counts.code}
     if "code" not in ctx.samplers:  # no code data: the whole batch is math
@@ -137,13 +159,13 @@ def collect_groups(ctx: StepContext, step: int, timer: PhaseTimer) -> tuple[list
         while prompt_ids := batch.next_request():
             round_seed += 1
             with timer("rollout"):
-                rollouts = ctx.engine.generate([ctx.prompts[i].token_ids for i in prompt_ids],
-                                               cfg.train.samples_per_prompt, options, seed=round_seed)
+                rollouts = engine.generate([ctx.prompts[i].token_ids for i in prompt_ids],
+                                          cfg.train.samples_per_prompt, options, seed=round_seed)
             with timer("reward"):
                 groups = score_rollouts(rollouts, [ctx.prompts[i] for i in prompt_ids], ctx.tokenizer,
-                                        ctx.rewards, cfg.train.samples_per_prompt)
-            keep = batch.add([GroupOutcome(g[0].extras["sampler_id"], tuple(s.reward for s in g),
-                                           tuple(s.accuracy > 0.5 for s in g)) for g in groups])
+                                        rewards, cfg.train.samples_per_prompt)
+            keep = batch.add([GroupOutcome(prompt_id, tuple(s.reward for s in g), tuple(s.accuracy > 0.5 for s in g))
+                              for prompt_id, g in zip(prompt_ids, groups, strict=True)])  # prompts' order
             kept.extend(s for g, k in zip(groups, keep) if k for s in g)
         stats = batch.stats
         out[f"sampling/{domain}_groups_kept"] = stats.groups_kept
@@ -234,7 +256,7 @@ def response_metrics(ctx: StepContext, samples: list[ScoredSample]) -> dict[str,
     out["accuracy/mean"] = sum(s.accuracy for s in samples) / len(samples)
     out["response/length_mean"] = sum(len(s.response_ids) for s in samples) / len(samples)
     out["response/truncated_fraction"] = sum(s.finish_reason == "length" for s in samples) / len(samples)
-    out["response/format_ok_fraction"] = sum(bool(s.extras.get("format_ok")) for s in samples) / len(samples)
+    out["response/format_ok_fraction"] = sum(bool(s.format_ok) for s in samples) / len(samples)
     stats = ctx.reflection.measure([s.response_text for s in samples], [len(s.response_ids) for s in samples])
     out.update(stats.as_metrics())
     return out
@@ -299,7 +321,7 @@ def run_training(cfg: SRPOConfig) -> int:
         if state.rank == 0:
             (run_dir / "config.yaml").write_text(to_yaml(cfg))
         ctx = build_step_context(cfg, j)
-        policy, engine, tokenizer = ctx.policy, ctx.engine, ctx.tokenizer
+        policy, tokenizer = ctx.policy, ctx.tokenizer
         checkpoints = CheckpointManager(run_dir, cfg.train.keep_last_checkpoints)
         start_step = 0
         latest = checkpoints.latest()
@@ -312,7 +334,7 @@ def run_training(cfg: SRPOConfig) -> int:
         else:
             logger.info("initialised the policy from %s", cfg.train.init_checkpoint)
         if ctx.weight_sync is not None:
-            ctx.weight_sync.sync(engine)
+            ctx.weight_sync.sync(ctx.live_engine())
 
         metrics = MetricsLogger(run_dir, cfg.logging, is_writer=state.rank == 0, total_steps=cfg.train.steps,
                                 start_step=start_step)
@@ -378,7 +400,9 @@ def build_step_context(cfg: SRPOConfig, j: Job) -> StepContext:
                 len(prompts.by_domain["code"]))
     policy = Policy(cfg, j.state)
     replay = RolloutReplay(cfg.train.replay_dir) if cfg.train.replay_dir else None
-    engine = weight_sync = rewards = None
+    engine: RolloutEngine | None = None
+    weight_sync: WeightSync | None = None
+    rewards: RewardManager | None = None
     if replay is None:
         engine = j.start_engine(cfg, seed=cfg.train.seed)
         weight_sync = WeightSync(policy.chunk, cfg.model, j.state, cfg.rollout,
@@ -413,5 +437,5 @@ def evaluate(ctx: StepContext) -> dict[str, float]:
 
     if ctx.eval_prompts is None:
         ctx.eval_prompts = PromptTable.load_mixed(ctx.cfg, ctx.tokenizer, ctx.cfg.data.eval_files)
-    return evaluate_pass_at_1(ctx.engine, ctx.eval_prompts, ctx.tokenizer, ctx.rewards, ctx.cfg.rollout,
-                              k=ctx.cfg.train.eval_samples_per_prompt, seed=ctx.cfg.train.seed + 7)
+    return evaluate_pass_at_1(ctx.live_engine(), ctx.eval_prompts, ctx.tokenizer, ctx.live_rewards(),
+                              ctx.cfg.rollout, k=ctx.cfg.train.eval_samples_per_prompt, seed=ctx.cfg.train.seed + 7)

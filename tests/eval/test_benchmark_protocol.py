@@ -74,7 +74,7 @@ def test_summary_records_sampling_settings_and_window(tmp_path):
     (bench,) = resolve([], [str(path)], data_dir=None, k=3, limit=None, since="2023-06-01")
     records = bench.load_records()
     cfg = load_config(None, ["rollout.temperature=0.6", "rollout.top_p=0.95", "rollout.max_response_length=200"])
-    sample = SimpleNamespace(finish_reason="stop", extras={"format_ok": True, "status": "ok"}, domain="code",
+    sample = SimpleNamespace(finish_reason="stop", format_ok=True, status="ok", domain="code",
                              prompt_id=records[0].id, response_text="x", reward=1.0, accuracy=1.0, response_ids=[1])
     prompts = SimpleNamespace(prompts=[SimpleNamespace(record=r) for r in records], dropped_too_long={"code": 0})
     result = report.BenchmarkResult(bench, prompts, {"accuracy": 1.0, "response_length_mean": 1.0}, [[sample] * 3],

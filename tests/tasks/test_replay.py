@@ -49,7 +49,8 @@ def samples(seed: int) -> list[ScoredSample]:
             response_ids=torch.randint(0, 89, (n,), generator=g, dtype=torch.int32),
             rollout_logprobs=-torch.rand(n, generator=g), finish_reason=("stop", "length")[i % 2],
             reward=float(torch.rand(1, generator=g, dtype=torch.float64)), accuracy=float(i % 2),
-            response_text=f"text {i}", extras={"format_ok": True, "sampler_id": i // 2, "status": "ok"}))
+            response_text=f"text {i}", format_ok=bool(i % 3), language_penalty=0.25 * i,
+            status=("ok", "wrong_answer", None)[i % 3]))
     return out
 
 
@@ -82,8 +83,10 @@ def test_round_trip_keeps_every_field_and_the_sampler_state(tmp_path, init_dir):
     assert fresh.state_dict() == sampler.state_dict()
     assert len(replayed) == len(original)
     for a, b in zip(original, replayed):
-        assert (a.group, a.prompt_id, a.domain, list(a.prompt_ids), a.finish_reason, a.response_text, a.extras) == \
-               (b.group, b.prompt_id, b.domain, list(b.prompt_ids), b.finish_reason, b.response_text, b.extras)
+        fields = ("group", "prompt_id", "domain", "finish_reason", "response_text", "format_ok", "language_penalty",
+                  "status")
+        assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+        assert list(a.prompt_ids) == list(b.prompt_ids)
         assert a.reward == b.reward and a.accuracy == b.accuracy  # float64 on disk: the exact Python floats
         assert torch.equal(torch.as_tensor(a.response_ids), b.response_ids)
         assert torch.equal(torch.as_tensor(a.rollout_logprobs), b.rollout_logprobs)
@@ -91,6 +94,37 @@ def test_round_trip_keeps_every_field_and_the_sampler_state(tmp_path, init_dir):
     index = json.loads((tmp_path / "rollouts" / INDEX).read_text())
     assert index["steps"] == [1] and index["samples_per_prompt"] == 2 and index["model"]["hidden_size"] == 128
     assert RolloutReplay(tmp_path).directory == tmp_path / "rollouts"
+
+
+def test_format_1_files_still_load(tmp_path, init_dir):
+    """Format 1 kept the rewards' verdicts in one ``extras`` dict per sample (with the sampler id, now unused)."""
+    from srpo_mcore.tasks.replay import FORMAT_VERSION, encode_samples
+
+    assert FORMAT_VERSION == 2
+    original = samples(5)
+    record = encode_samples(original)
+    verdicts = {key: record.pop(key) for key in ("format_ok", "language_penalty", "status")}
+    record["extras"] = [{"sampler_id": s.group, **{k: v[i] for k, v in verdicts.items()}}
+                        for i, s in enumerate(original)]
+    record.update(step=1, sampling_metrics={}, sampler_states={})
+    (tmp_path / "rollouts").mkdir()
+    torch.save(record, tmp_path / "rollouts" / step_file(1))
+    replayed, _ = RolloutReplay(tmp_path / "rollouts").load_step(1, {})
+    assert [(s.format_ok, s.language_penalty, s.status) for s in replayed] == \
+           [(s.format_ok, s.language_penalty, s.status) for s in original]
+    cfg = config(tmp_path, init_dir, "train.steps=1", f"train.replay_dir={tmp_path / 'rollouts'}")
+    index = {**RolloutRecorder(tmp_path / "unused", cfg, _tokenizer(init_dir), is_writer=False).header,
+             "format_version": 1, "steps": [1]}
+    (tmp_path / "rollouts" / INDEX).write_text(json.dumps(index))
+    assert replay_problems(cfg) == []
+    (tmp_path / "rollouts" / INDEX).write_text(json.dumps({**index, "format_version": 3}))
+    assert replay_problems(cfg) == [f"{tmp_path / 'rollouts' / INDEX}: format_version=3, this code reads 1 and 2"]
+
+
+def _tokenizer(init_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(init_dir))
 
 
 def test_a_matching_directory_has_no_problems(tmp_path, init_dir):

@@ -542,7 +542,7 @@ def _tasks_of_uid(uid):
 
 
 _BUILTINS_SNAPSHOT = dict(vars(builtins))  # before anything runs: what check() code gets as builtins
-_PRELUDES = {}
+_PRELUDES: dict[str, str] = {}
 
 
 def _prepare(spec, pid1):

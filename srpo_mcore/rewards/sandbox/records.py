@@ -55,7 +55,7 @@ class HarnessTest:
     cpu_seconds: float | None = None
 
     def to_spec(self, limits: SandboxLimits) -> dict:
-        spec = {"kind": self.kind, "input": self.input or "", "entry_point": self.entry_point}
+        spec: dict[str, object] = {"kind": self.kind, "input": self.input or "", "entry_point": self.entry_point}
         if self.cpu_seconds:
             spec["cpu_seconds"] = float(self.cpu_seconds)
             spec["wall_seconds"] = max(limits.wall_seconds, 2 * float(self.cpu_seconds) + 1)

@@ -182,7 +182,8 @@ class Sandbox:
         except OSError as e:
             self._cleanup(uid, work_dir)
             return self._failed(tests, f"cannot start the sandbox: {e}")
-        report, problem = None, "launch interrupted"
+        report: dict | None = None
+        problem = "launch interrupted"
         try:
             report, problem = sup.request(spec, deadline, cap)
         finally:
@@ -191,8 +192,8 @@ class Sandbox:
             else:
                 sup.close(kill=bool(problem))
             self._cleanup(uid, work_dir)
-        if problem:
-            return self._failed(tests, problem)
+        if problem or report is None:
+            return self._failed(tests, problem or "the supervisor sent no report")
         outcomes = [_classify(t, facts, self.limits) for t, facts in zip(tests, report["tests"])]
         outcomes += [TestOutcome("not_run") for _ in range(len(tests) - len(outcomes))]
         if report.get("error"):
