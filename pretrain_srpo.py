@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     from srpo_mcore.rollout.env import configure_vllm_environment
     from srpo_mcore.train.trainer import run_training
 
-    configure_vllm_environment(cfg.train.run_dir)
+    if not cfg.train.replay_dir:  # a replay starts no engine
+        configure_vllm_environment(cfg.train.run_dir)
     return run_training(cfg)
 
 
