@@ -31,13 +31,14 @@ class MicroBatch:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.input_ids.shape)
+        b, s = self.input_ids.shape
+        return b, s
 
     @property
     def device(self) -> torch.device:
         return self.input_ids.device
 
-    def to(self, device: torch.device) -> MicroBatch:
+    def to(self, device: torch.device | str) -> MicroBatch:
         """This micro-batch with its token ids, boundaries and every tensor in ``extras`` on ``device`` (the model's:
         the loss mixes them with the logits); other extras are shared. The one place micro-batches change device."""
         extras = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.extras.items()}

@@ -235,9 +235,9 @@ def save_hf_checkpoint(model_chunk: torch.nn.Module, model: ModelConfig, out_dir
         from safetensors import safe_open
 
         weight_map = {}
-        for file in sorted(out.glob("model-*.safetensors")):
-            with safe_open(file, framework="pt") as f:
-                weight_map.update({k: file.name for k in f.keys()})
+        for shard in sorted(out.glob("model-*.safetensors")):
+            with safe_open(shard, framework="pt") as f:
+                weight_map.update({k: shard.name for k in f.keys()})
         (out / "model.safetensors.index.json").write_text(
             json.dumps({"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
         (out / "config.json").write_text(json.dumps(hf_config_dict(model, dtype), indent=2))

@@ -45,7 +45,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig):
     from megatron.core.transformer import TransformerConfig
 
     dtype = torch_dtype(model.params_dtype)
-    recompute = {}
+    recompute: dict[str, str | int] = {}
     if parallel.recompute_granularity == "selective":
         recompute = {"recompute_granularity": "selective"}
     elif parallel.recompute_granularity == "full":

@@ -45,7 +45,8 @@ def build_micro_batches(samples: list[ScoredSample], index_lists: list[list[int]
     ``extras`` of each micro-batch, all ``[1, T]``: ``targets`` (long), ``seq_ids`` (long), ``loss_mask``,
     ``advantages``, ``rollout_logprobs`` and any ``per_token`` arrays (e.g. ``old_logprobs``; one list per sample,
     aligned with its response tokens) as float; plus ``sample_index`` ``[n]`` (the row's samples, in order) and
-    ``num_sequences`` (how many of them have response tokens: the count of the sequence-mean loss modes). ``T`` is
+    ``num_sequences`` (how many of them have response tokens: the count of the sequence-mean loss modes) and
+    ``num_tokens`` (the row's tokens before the tail padding). ``T`` is
     the row's length rounded up to ``seq_multiple``, or with ``uniform_shape`` the longest row's. An empty index
     list becomes a row of padding with zero loss weight, so every rank runs the same number of micro-batches."""
     per_token = per_token or {}
@@ -78,13 +79,14 @@ def _packed_row(samples: list[ScoredSample], idx: list[int], lengths: list[int],
         floats["rollout_logprobs"][0, start:end] = torch.as_tensor(sample.rollout_logprobs, dtype=torch.float32)
         for name, values in per_token.items():
             floats[name][0, start:end] = torch.tensor(values[i], dtype=torch.float32)
-        num_sequences += end > start
+        num_sequences += int(end > start)
         offset += n
     boundaries = [0, *itertools.accumulate(lengths)]
     if boundaries[-1] < width:
         boundaries.append(width)
     extras = {"targets": targets, "seq_ids": seq_ids, **floats, "sample_index": torch.tensor(idx, dtype=torch.long),
-              "num_sequences": torch.tensor(num_sequences, dtype=torch.int)}
+              "num_sequences": torch.tensor(num_sequences, dtype=torch.int),
+              "num_tokens": torch.tensor(offset, dtype=torch.int)}
     return MicroBatch(input_ids, extras, cu_seqlens=torch.tensor(boundaries, dtype=torch.int32))
 
 
@@ -92,5 +94,5 @@ def padding_fraction(micro_batches: list[MicroBatch]) -> tuple[int, int]:
     """``(padded, processed)`` token counts of these packed rows (``train/padding_fraction`` = padded / processed
     over the step)."""
     processed = sum(mb.input_ids.numel() for mb in micro_batches)
-    real = sum(int(mb.cu_seqlens[len(mb.extras["sample_index"])]) for mb in micro_batches)
+    real = sum(int(mb.extras["num_tokens"]) for mb in micro_batches)
     return processed - real, processed

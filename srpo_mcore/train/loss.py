@@ -56,7 +56,7 @@ class TokenLoss:
         """Float32 log-probs ``[b, s]`` of the micro-batch's targets."""
         self._check(out)
         targets = mb.extras["targets"]
-        if self.fused:
+        if isinstance(out, LMHeadInput):
             return self._fused_logprobs(out, targets, entropy=False)[0].float()
         b, s, v = out.shape
         logp, _ = self._logprobs(out.reshape(b * s, v), targets.reshape(-1), **self._kwargs)
@@ -77,7 +77,7 @@ class TokenLoss:
             "ref_logp": ex["ref_logprobs"].reshape(-1) if with_reference else None,
             "seq_ids": _sequence_ids(mb) if cfg.needs_seq_ids else None,
         }
-        if not self.fused:
+        if not isinstance(out, LMHeadInput):
             return self._loss(out.reshape(b * s, -1), ex["targets"].reshape(-1), **per_token, config=cfg,
                               num_global_tokens=1.0, num_global_seqs=1.0, compute_entropy=True, **self._kwargs)
         logp, ent = self._fused_logprobs(out, ex["targets"], entropy=True)
