@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             for layout in LAYOUTS:
                 print(f"{parallel} {layout} ...", flush=True)
                 results.append(run_job(args, layout, parallel, Path(tmp) / f"{parallel}_{layout}.json"))
+                print(json.dumps(results[-1]), flush=True)
     header = f"{'parallel':<8} {'layout':<7} {'processed/real':>14} {'padding':>8} {'s':>7} {'real tok/s':>11} " \
              f"{'us/real tok':>11} {'rank0 peak GiB':>14}"
     print(header)
