@@ -148,7 +148,8 @@ def test_packed_micro_batches_equal_one_sample_per_padded_row(findings, layout):
         assert r["logprobs"] <= 1e-5 and r["ref_logprobs"] <= 1e-5, r
         assert r["metrics"] <= 5e-5, r  # measured <= 1.4e-5 (grad norm; sums in another order than the padded rows)
         assert r["grad_rel"] <= 1e-5, r
-        assert r["weights"] <= 2.5e-4, r
+        # Adam at lr 1e-3 turns fp32 noise on near-zero gradients into up to ~lr per weight (measured <= 3.7e-4)
+        assert r["weights"] <= 1e-3, r
         assert r["zero_grads"] == [], r
     assert all(r["has_ref"] for r in ranks if r["tokens"] > 0) == (layout == "tp2pp2")
 
