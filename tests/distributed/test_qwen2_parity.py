@@ -95,7 +95,8 @@ def test_sequence_parallel_refuses_an_unpadded_micro_batch(findings):
 
 def test_srpo_train_step_with_sequence_parallelism_equals_without(findings):
     result = findings[0]["sp_train_step"]
-    assert result["shapes"] == {"tp": [[2, 9]], "sp": [[2, 10]]}, result  # the builder padded 9 -> 10
+    # each DP rank packs two samples into one row of 15 tokens (9 + 6, 8 + 7); the builder padded it to 16 for SP
+    assert result["shapes"] == {"tp": [[1, 15]], "sp": [[1, 16]]}, result
     for key, (tp, sp) in result["metrics"].items():
         assert sp == pytest.approx(tp, abs=1e-5), key
     # every gradient the optimizer receives (DP-summed; SP's norm-weight gradients TP-summed) equals TP's
@@ -118,7 +119,7 @@ def test_fused_lm_head_equals_logits_path(findings, case):
         assert r["logprobs"] <= 1e-5 and r["ref_logprobs"] <= 1e-5, r
         assert r["metrics"] <= 1e-5, r
         assert r["grad_rel"] <= 1e-5, r
-        assert r["weights"] <= 2.5e-4, r  # Adam at lr 1e-3 amplifies fp32 noise on near-zero gradients
+        assert r["weights"] <= 1e-3, r  # Adam at lr 1e-3 turns fp32 noise on near-zero gradients into up to ~lr
         assert r["zero_grads"] == [], r  # every parameter (embedding and output weight too) got a gradient
         logits_calls, fused_calls = r["output_layer_calls"]
         assert fused_calls == 0, r  # the [tokens, V/TP] logits were never made

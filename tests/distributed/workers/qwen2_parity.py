@@ -93,7 +93,7 @@ def srpo_train_step(hf, overrides, tamper=None):
                             prompt_ids=torch.randint(3, 200, (p,), generator=g).tolist(),
                             response_ids=torch.randint(3, 200, (r,), generator=g).tolist(),
                             rollout_logprobs=[-5.0] * r, finish_reason="stop", advantage=0.5 * (-1.0) ** i)
-               for i, (p, r) in enumerate([(3, 5), (4, 4), (2, 8), (5, 3)])]  # input lengths 7, 7, 9, 7
+               for i, (p, r) in enumerate([(3, 5), (4, 5), (2, 8), (5, 2)])]  # input lengths 7, 8, 9, 6
     index_lists = plan_rank_micro_batches(samples, dp_rank=state.dp_rank, dp_size=state.dp_size, token_budget=64)
     mbs = build_micro_batches(samples, index_lists, pad_id=0, uniform_shape=False, device=state.device,
                               seq_multiple=sequence_multiple(cfg.parallel))
