@@ -33,6 +33,7 @@ from srpo_mcore.train.batch import build_micro_batches, padding_fraction, plan_r
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
 from srpo_mcore.train.policy import Policy
+from srpo_mcore.train.profile import profiled
 
 if TYPE_CHECKING:  # annotations only: the rollout engine, vLLM and transformers load when a run builds them
     from transformers import PreTrainedTokenizerBase
@@ -345,7 +346,8 @@ def run_training(cfg: SRPOConfig) -> int:
         if start_step == 0 and eval_interval:
             metrics.log(0, evaluate(ctx))
         for step in range(start_step + 1, cfg.train.steps + 1):
-            record = srpo_step(ctx, step)
+            with profiled(step in cfg.debug.profile_steps, run_dir / "profile", step, state.rank):
+                record = srpo_step(ctx, step)
             record["stage/current"] = float(ctx.stages.stage)  # the stage this step's batch was drawn in
             evaluated = bool(eval_interval) and step % eval_interval == 0
             if evaluated:
