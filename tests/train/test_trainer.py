@@ -29,6 +29,9 @@ from tests.torchrun import run_isolated, torchrun_command
 
 pytestmark = [pytest.mark.distributed, pytest.mark.vllm]
 NONDETERMINISTIC = ("time/", "throughput/", "sync/gb_per_s")
+# The quickstart itself runs data parallel (trainer TP1, one vLLM engine per rank); these runs keep the
+# tensor-parallel layout (trainer TP2, one vLLM engine over both ranks) covered.
+TP2 = ("parallel.tensor_model_parallel_size=2", "rollout.tensor_parallel_size=2")
 
 
 def srpo(run_dir, arith, nproc, *overrides, env=None, check=True):
@@ -37,7 +40,7 @@ def srpo(run_dir, arith, nproc, *overrides, env=None, check=True):
            f"data.math_train_files=[{arith['train']}]", f"data.code_train_files=[{arith['code_train']}]",
            f"data.eval_files=[{arith['heldout']},{arith['code_heldout']}]",
            "train.prompts_per_step=8", "train.samples_per_prompt=4", "rollout.max_response_length=24",
-           "logging.progress_bar=false", *overrides)
+           "logging.progress_bar=false", *TP2, *overrides)
     proc = run_isolated(cmd, timeout=900, env=env)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

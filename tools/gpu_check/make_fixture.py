@@ -54,7 +54,8 @@ def main() -> int:
         run(sys.executable, "-m", "srpo_mcore.quickstart.arithmetic", "--out", str(tmp / "data"), "--train", "80",
             "--heldout", "16", "--max-operand", "9")
         shutil.copy(tmp / "data" / "train.jsonl", fixture / "data" / "train.jsonl")
-        torchrun(2, "-m", "srpo_mcore.quickstart.pretrain", "--out", str(fixture / "base"), "--steps", "80",
+        torchrun(2, "-m", "srpo_mcore.quickstart.pretrain", "--out", str(fixture / "base"), "--tp", "2",
+                 "--steps", "80",
                  "--max-operand", "9", "--eval-problems", "16", "--batch-size", "32")
         cfg = load_config(REPO / "configs/quickstart.yaml", OVERRIDES)
         (fixture / "config.yaml").write_text(
