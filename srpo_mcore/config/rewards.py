@@ -62,6 +62,10 @@ class RewardConfig:
 
     # -- code ----------------------------------------------------------------------------------------------
     code_workers: int = option(2, "Sandbox launches running at once (one launch runs all tests of a response).")
+    code_cache_size: int = option(
+        10_000, "Verdicts kept per (program, tests): a group's identical programs run once, copies arriving at "
+        "once wait for the first launch; timeouts, limit hits and sandbox errors are not kept "
+        "(srpo_mcore/rewards/code_cache.py; 0: off, every copy runs).")
     code_float_tolerance: float = option(
         1e-6, "Relative/absolute tolerance when an expected output token or value is a float (0: exact).")
     code_stop_after_timeout: bool = option(
@@ -112,6 +116,7 @@ class RewardConfig:
         check_positive(self.math_max_answer_chars, f"{prefix}.math_max_answer_chars", allow_zero=True)
         check_positive(self.math_cache_size, f"{prefix}.math_cache_size", allow_zero=True)
         check_positive(self.code_workers, f"{prefix}.code_workers")
+        check_positive(self.code_cache_size, f"{prefix}.code_cache_size", allow_zero=True)
         check_positive(self.code_float_tolerance, f"{prefix}.code_float_tolerance", allow_zero=True)
         check_choice(self.sandbox_backend, SANDBOX_BACKENDS, f"{prefix}.sandbox_backend")
         check_positive(self.sandbox_cpu_seconds, f"{prefix}.sandbox_cpu_seconds")

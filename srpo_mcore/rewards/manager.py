@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from srpo_mcore.config.rewards import RewardConfig
-from srpo_mcore.rewards.code_reward import CodeScore, score_code
-from srpo_mcore.rewards.format import format_ok, language_penalty
+from srpo_mcore.rewards.code_cache import CodeVerdictCache
+from srpo_mcore.rewards.code_reward import CodeScore, parse_ground_truth, score_program
+from srpo_mcore.rewards.format import extract_code, format_ok, language_penalty
 from srpo_mcore.rewards.math_answer import extract_answer, normalize_gold
 from srpo_mcore.rewards.math_verify_pool import MathVerifier
 from srpo_mcore.rewards.sandbox import Sandbox, limits_from_config
@@ -71,6 +72,7 @@ class RewardManager:
         self.math: MathVerifier | None = None
         self.sandbox: Sandbox | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self.code_verdicts = CodeVerdictCache(c.code_cache_size)  # identical programs of a group run once
         if "math" in domains:
             self.math = MathVerifier(c.math_workers, c.math_timeout_seconds, c.math_memory_mb, c.math_cache_size,
                                      c.math_max_answer_chars)
@@ -151,8 +153,12 @@ class RewardManager:
     def _score_code(self, r: RewardRequest) -> CodeScore:
         c = self.config
         try:
-            return score_code(r.response, r.ground_truth, self._built(self.sandbox), require_think_close=c.require_think_close,
-                              float_tolerance=c.code_float_tolerance, stop_after_timeout=c.code_stop_after_timeout)
+            program = extract_code(r.response, require_think_close=c.require_think_close)
+            tests = parse_ground_truth(r.ground_truth)
+            return self.code_verdicts.score(
+                (program, repr(tests)),
+                lambda: score_program(program, tests, self._built(self.sandbox), float_tolerance=c.code_float_tolerance,
+                                      stop_after_timeout=c.code_stop_after_timeout))
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             logger.warning("request %s: bad code ground truth: %s", r.id or "?", e)
             return CodeScore(0.0, 0.0, "bad_ground_truth", message=str(e)[:500])

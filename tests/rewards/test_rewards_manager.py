@@ -135,3 +135,27 @@ def test_every_sandbox_limit_comes_from_its_config_field():
                for f in dataclasses.fields(SandboxLimits)}
     limits = limits_from_config(dataclasses.replace(defaults, **changed))
     assert {f"sandbox_{k}": v for k, v in dataclasses.asdict(limits).items()} == changed
+
+
+@pytest.mark.parametrize("cache_size, launches", [(10_000, 2), (0, 8)])
+def test_a_groups_identical_programs_run_once(bwrap_available, monkeypatch, cache_size, launches):
+    """Eight copies of two programs (a converged group): two sandbox launches with the verdict cache, eight without;
+    the same scores either way, each copy with its own details."""
+    from srpo_mcore.rewards.sandbox import Sandbox
+
+    count = {"launches": 0}
+    real = Sandbox.run_tests
+
+    def counted(self, *args, **kwargs):
+        count["launches"] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sandbox, "run_tests", counted)
+    wrong = GOOD_CODE.replace("a + b", "a * b")
+    requests = [RewardRequest("code", GOOD_CODE if i % 4 else wrong, ADD, id=str(i)) for i in range(8)]
+    with RewardManager(dataclasses.replace(CFG, code_cache_size=cache_size), domains=("code",)) as m:
+        results = m.score(requests)
+    assert count["launches"] == launches
+    assert [r.accuracy for r in results] == [0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    assert [r.details["tests"] for r in results[:2]] == [["wrong_answer", "ok"], ["ok", "ok"]]
+    assert results[0].details["tests"] is not results[4].details["tests"]
