@@ -151,7 +151,9 @@ class Policy:
 
         The old log-probs: ``extras["old_logprobs"]`` from :meth:`compute_old_logprobs`, or with
         ``old_from_forward`` this update's own forward, detached (on-policy only; stored in
-        ``extras["old_logprobs"]``, from the weights before the update)."""
+        ``extras["old_logprobs"]``, from the weights before the update). The two agree because the training
+        forward computes the same function as the forward-only pass: the model has no dropout
+        (srpo_mcore/model/qwen2.py sets hidden and attention dropout to 0)."""
         token_mean = self.cfg.algorithm.loss_aggregation == "token-mean"
         sums = {k: 0.0 for k in ("loss", *LOSS_METRICS)}
 
