@@ -33,7 +33,10 @@ INSIDE = [
     ("rollout: same-request check (digest all-gather)", "srpo_mcore/rollout/engine.py", "_check_same_everywhere"),
     ("reward: score_rollouts (decode + rewards + all-gather)", "srpo_mcore/tasks/scoring.py", "score_rollouts"),
     ("reward: RewardManager.score", "srpo_mcore/rewards/manager.py", "score"),
-    ("logprobs: Policy.compute_logprobs", "srpo_mcore/train/policy.py", "compute_logprobs"),
+    ("logprobs: Policy.compute_old_logprobs (0 on the on-policy fast path)", "srpo_mcore/train/policy.py",
+     "compute_old_logprobs"),
+    ("reference: Policy.compute_reference_logprobs (KL only)", "srpo_mcore/train/policy.py",
+     "compute_reference_logprobs"),
     ("train: Policy.train_step", "srpo_mcore/train/policy.py", "train_step"),
     ("train+logprobs: Megatron forward/backward schedule", "srpo_mcore/model/forward.py", "forward_backward"),
     ("train+logprobs: autograd backward", "torch/autograd/__init__.py", "backward"),
@@ -45,7 +48,7 @@ INSIDE = [
     ("train: DDP gradient all-reduce", "megatron/core/distributed/distributed_data_parallel.py",
      "finish_grad_sync"),
     ("all: gloo all_reduce (TP, DP, metrics)", "torch/distributed/distributed_c10d.py", "all_reduce"),
-    ("train: build micro-batches", "srpo_mcore/train/batch.py", "build_micro_batches"),
+    ("micro_batches: build micro-batches", "srpo_mcore/train/batch.py", "build_micro_batches"),
     ("sync: WeightSync.sync", "srpo_mcore/rollout/weight_sync.py", "sync"),
 ]
 

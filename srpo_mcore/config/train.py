@@ -49,6 +49,11 @@ class TrainConfig:
     mini_batches_per_step: int = option(1, "Optimizer updates per step: the kept groups are split into this many "
                                            "mini-batches of whole groups, balanced (fewer on a short batch that kept "
                                            "fewer groups).")
+    old_logprobs: str = option(
+        "auto", "The PPO old log-probs: auto (a step of one update is on-policy, so its training forward gives them, "
+        "detached, with no separate forward-only pass; the stale-weight guard then judges after the update) or "
+        "recompute (always a separate forward-only pass before the update(s), as several mini-batches need)."
+    )
     max_tokens_per_micro_batch: int = option(4096, "Token budget of one packed micro-batch per rank.")
     seed: int = option(1234, "Seed for model init, sampling order and rollouts.")
     run_dir: str = option("runs/srpo", "Where checkpoints, metrics, logs and engine files go.")
@@ -87,6 +92,7 @@ class TrainConfig:
         check_positive(self.eval_samples_per_prompt, f"{prefix}.eval_samples_per_prompt")
         check_choice(self.kernel_backend, ("auto", "triton", "torch"), f"{prefix}.kernel_backend")
         check_choice(self.mismatch_alarm_action, ("raise", "warn"), f"{prefix}.mismatch_alarm_action")
+        check_choice(self.old_logprobs, ("auto", "recompute"), f"{prefix}.old_logprobs")
         check(self.samples_per_prompt >= 2, f"{prefix}.samples_per_prompt",
               "GRPO needs at least 2 samples per prompt to form a group baseline")
         check(not (self.save_rollouts and self.replay_dir), f"{prefix}.save_rollouts",

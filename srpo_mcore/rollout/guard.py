@@ -8,6 +8,14 @@ mean and max ``|delta|`` with ``delta = trainer - rollout``, and the fraction of
 average over healthy updates) and raises the alarm when mean ``|delta|`` exceeds ``alarm_ratio`` times
 ``max(baseline, floor)``; the first update only sets the baseline. On alarm it logs an error, counts it, returns
 ``stats.alarm = True`` and, with ``raise_on_alarm``, raises :class:`StaleWeightsError`.
+
+When it judges (srpo_mcore/train/trainer.py, ``srpo_step``): with a separate old-log-prob pass (several updates per
+step, or ``train.old_logprobs=recompute``) the trainer's log-probs come from that pass, before any update. On the
+on-policy fast path (``train.old_logprobs=auto`` and one update per step) they are the training forward's own
+log-probs (detached, masked response tokens, the weights before the update): the same statistics over the same
+tokens, but the verdict comes after that step's optimizer update. It still comes before the step's weight sync and
+before the step is logged or checkpointed, so with ``train.mismatch_alarm_action=raise`` the run stops with no
+checkpoint holding that update (the next start resumes from the last checkpoint, written before it).
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ class MismatchStats:
     tokens: int
     baseline: float | None  # the running baseline before this update
     alarm: bool
+
+    def as_metrics(self) -> dict[str, float]:
+        """The step's ``mismatch/*`` metrics."""
+        return {"mismatch/mean_abs": self.mean_abs, "mismatch/max_abs": self.max_abs,
+                "mismatch/frac_ratio_outside": self.frac_ratio_outside, "mismatch/alarm": float(self.alarm)}
 
 
 class MismatchGuard:

@@ -62,13 +62,28 @@ class TokenLoss:
         logp, _ = self._logprobs(out.reshape(b * s, v), targets.reshape(-1), **self._kwargs)
         return logp.reshape(b, s).float()
 
-    def loss(self, out: HeadOutput, mb: MicroBatch, *, with_reference: bool
+    def loss(self, out: HeadOutput, mb: MicroBatch, *, with_reference: bool, old_from_forward: bool = False
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The micro-batch's loss, summed (normalisers 1: Megatron divides by the step's count), and the metric
-        sums; ``with_reference``: ``extras["ref_logprobs"]`` feeds the KL term."""
+        sums; ``with_reference``: ``extras["ref_logprobs"]`` feeds the KL term.
+
+        The PPO "old" log-probs come from ``extras["old_logprobs"]`` (a separate forward-only pass), or with
+        ``old_from_forward`` from this very forward, detached (the on-policy update: ratio 1, the gradient of the
+        clipped surrogate is ``-A grad log p``); they are then stored in ``extras["old_logprobs"]`` (zero off the
+        loss mask, as the separate pass stores them) for the stale-weight guard and TIS."""
         self._check(out)
         cfg, ex = self.loss_config, mb.extras
         b, s = ex["targets"].shape
+        fused = isinstance(out, LMHeadInput)
+        if fused:  # the loss's log-probs and entropy: one chunked pass over the vocabulary
+            logp, ent = self._fused_logprobs(out, ex["targets"], entropy=True)
+        if old_from_forward:
+            if fused:
+                current = logp.detach().float()
+            else:  # the grpo_loss op computes its log-probs inside: the logprobs op reads the same logits first
+                with torch.no_grad():
+                    current = self.logprobs(out, mb)
+            ex["old_logprobs"] = torch.where(ex["loss_mask"].bool(), current, torch.zeros_like(current))
         per_token = {
             "old_logp": ex["old_logprobs"].reshape(-1),
             "advantages": ex["advantages"].reshape(-1),
@@ -77,10 +92,9 @@ class TokenLoss:
             "ref_logp": ex["ref_logprobs"].reshape(-1) if with_reference else None,
             "seq_ids": _sequence_ids(mb) if cfg.needs_seq_ids else None,
         }
-        if not isinstance(out, LMHeadInput):
+        if not fused:
             return self._loss(out.reshape(b * s, -1), ex["targets"].reshape(-1), **per_token, config=cfg,
                               num_global_tokens=1.0, num_global_seqs=1.0, compute_entropy=True, **self._kwargs)
-        logp, ent = self._fused_logprobs(out, ex["targets"], entropy=True)
         loss, metrics = self._loss_from_logprobs(
             logp.reshape(-1), ent.reshape(-1), per_token["old_logp"], per_token["advantages"],
             per_token["loss_mask"], per_token["ref_logp"], per_token["rollout_logp"], per_token["seq_ids"],

@@ -1,11 +1,18 @@
 """The policy being trained: this rank's Megatron shard, wrapped in DDP, its optimizer, and the GRPO loss.
 
-Two operations, both over this data-parallel rank's micro-batches and through Megatron's schedule:
+Operations over this data-parallel rank's micro-batches, each through Megatron's schedule:
 
-* :meth:`Policy.compute_logprobs` - forward only; stores the trainer's log-probs of the sampled tokens in each
-  micro-batch (``extras["old_logprobs"]``, last pipeline stage) and measures how far they are from the rollout
-  engine's (the stale-weight guard's input).
-* :meth:`Policy.train_step` - forward/backward with the token-level GRPO loss, then one optimizer step.
+* :meth:`Policy.compute_old_logprobs` - forward only; stores the trainer's log-probs of the sampled tokens in each
+  micro-batch (``extras["old_logprobs"]``, last pipeline stage, the PPO "old" policy) and returns them with the
+  rollout engine's (the stale-weight guard's input).
+* :meth:`Policy.compute_reference_logprobs` - forward only through the frozen reference model
+  (``algorithm.kl_coef > 0``): ``extras["ref_logprobs"]``, the KL term's input.
+* :meth:`Policy.train_step` - forward/backward with the token-level GRPO loss, then one optimizer step. With
+  ``old_from_forward`` (an on-policy update: the step's only one, from fresh rollouts) it needs no
+  ``compute_old_logprobs`` first: the loss takes the old log-probs from its own forward, detached, and stores
+  them as that pass would; :meth:`Policy.guard_logprobs` then reads the guard's input.
+
+:meth:`Policy.compute_logprobs` runs both forward-only passes.
 
 Log-probs and the loss come from :class:`~srpo_mcore.train.loss.TokenLoss`: by default from the final hidden
 states and the output weight through the fused LM-head kernel (``train.fused_lm_head``), else from Megatron's
@@ -90,43 +97,69 @@ class Policy:
 
     # ------------------------------------------------------------------------------------------- ops
     @torch.no_grad()
-    def compute_logprobs(self, micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_old_logprobs(self, micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the trainer's log-probs of the sampled tokens in each micro-batch (``extras["old_logprobs"]``,
-        last stage) and return ``(rollout, trainer)`` log-probs of all response tokens as flat tensors (empty
-        on other stages): the stale-weight guard's input."""
-        rollout, trainer = [], []
+        last stage; zero off the loss mask) and return :meth:`guard_logprobs`."""
         loss_path = self.token_loss
 
         def measure(head_output, mb):
             logp = loss_path.logprobs(head_output, mb)
-            mask = mb.extras["loss_mask"].bool()
-            mb.extras["old_logprobs"] = torch.where(mask, logp, torch.zeros_like(logp))
-            rollout.append(mb.extras["rollout_logprobs"][mask])
-            trainer.append(logp[mask])
+            mb.extras["old_logprobs"] = torch.where(mb.extras["loss_mask"].bool(), logp, torch.zeros_like(logp))
             return _no_loss(logp)
 
         self.ddp.eval()
         forward_backward(self.ddp, micro_batches, measure, forward_only=True, head=loss_path.head)
         self.ddp.train()
-        if self.reference is not None:
-            def reference_logprobs(head_output, mb):
-                mb.extras["ref_logprobs"] = loss_path.logprobs(head_output, mb)
-                return _no_loss(mb.extras["ref_logprobs"])
+        return self.guard_logprobs(micro_batches)
 
-            forward_backward(self.reference, micro_batches, reference_logprobs, forward_only=True,
-                             head=loss_path.head)
-        empty = torch.zeros(0, device=self.state.device)
-        return (torch.cat(rollout) if rollout else empty), (torch.cat(trainer) if trainer else empty)
+    @torch.no_grad()
+    def compute_reference_logprobs(self, micro_batches: list[MicroBatch]) -> None:
+        """Store the reference model's log-probs in each micro-batch (``extras["ref_logprobs"]``, last stage);
+        nothing without a reference (``algorithm.kl_coef == 0``)."""
+        if self.reference is None:
+            return
+        loss_path = self.token_loss
 
-    def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float, global_sequences: float
-                   ) -> dict[str, float]:
+        def reference_logprobs(head_output, mb):
+            mb.extras["ref_logprobs"] = loss_path.logprobs(head_output, mb)
+            return _no_loss(mb.extras["ref_logprobs"])
+
+        forward_backward(self.reference, micro_batches, reference_logprobs, forward_only=True, head=loss_path.head)
+
+    def compute_logprobs(self, micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both forward-only passes: :meth:`compute_old_logprobs` (whose result it returns), then
+        :meth:`compute_reference_logprobs`."""
+        pair = self.compute_old_logprobs(micro_batches)
+        self.compute_reference_logprobs(micro_batches)
+        return pair
+
+    def guard_logprobs(self, micro_batches: list[MicroBatch]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rollout, trainer)`` log-probs of all response tokens as flat tensors, from each micro-batch's
+        ``rollout_logprobs`` and ``old_logprobs`` (empty on other stages than the last): the stale-weight guard's
+        input."""
+        if not self.state.is_last_stage or not micro_batches:
+            empty = torch.zeros(0, device=self.state.device)
+            return empty, empty
+        masks = [mb.extras["loss_mask"].bool() for mb in micro_batches]
+        return (torch.cat([mb.extras["rollout_logprobs"][m] for mb, m in zip(micro_batches, masks)]),
+                torch.cat([mb.extras["old_logprobs"][m] for mb, m in zip(micro_batches, masks)]))
+
+    def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float, global_sequences: float,
+                   old_from_forward: bool = False) -> dict[str, float]:
         """One optimizer update over this rank's micro-batches; returns step metrics (token means; the loss is
-        normalised like the gradient: by tokens for token-mean, by sequences for the seq-mean modes)."""
+        normalised like the gradient: by tokens for token-mean, by sequences for the seq-mean modes).
+
+        The old log-probs: ``extras["old_logprobs"]`` from :meth:`compute_old_logprobs`, or with
+        ``old_from_forward`` this update's own forward, detached (on-policy only; stored in
+        ``extras["old_logprobs"]``, from the weights before the update). The two agree because the training
+        forward computes the same function as the forward-only pass: the model has no dropout
+        (srpo_mcore/model/qwen2.py sets hidden and attention dropout to 0)."""
         token_mean = self.cfg.algorithm.loss_aggregation == "token-mean"
         sums = {k: 0.0 for k in ("loss", *LOSS_METRICS)}
 
         def loss_fn(head_output, mb):
-            loss, metrics = self.token_loss.loss(head_output, mb, with_reference=self.reference is not None)
+            loss, metrics = self.token_loss.loss(head_output, mb, with_reference=self.reference is not None,
+                                                 old_from_forward=old_from_forward)
             mask = mb.extras["loss_mask"]
             count = mask.sum() if token_mean else mb.extras["num_sequences"]  # samples with response tokens
             # summed on the device (no host sync per micro-batch); out of place: loss.detach() shares loss's storage

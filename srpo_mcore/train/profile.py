@@ -2,8 +2,9 @@
 
 Each profiled step writes ``run_dir/profile/step{N}-rank{R}.pstats`` (load it with :mod:`pstats` or snakeviz) and a
 text table ``step{N}-rank{R}.txt``: the functions by cumulative time, so the phases (``collect_groups``,
-``Policy.compute_logprobs``, ``Policy.train_step``, ``WeightSync.sync``) and what they spend their time in (vLLM's
-``generate``, Megatron's forward/backward, collectives, attention, the optimizer) read off one page.
+``Policy.compute_old_logprobs`` when a step runs it, ``Policy.train_step``, ``WeightSync.sync``) and what they
+spend their time in (vLLM's ``generate``, Megatron's forward/backward, collectives, attention, the optimizer) read
+off one page.
 ``benchmarks/step_profile.py`` sums these tables over steps and ranks.
 
 cProfile sees Python frames and the C functions they call (a gloo ``wait``, ``scaled_dot_product_attention``); it

@@ -1,7 +1,12 @@
 """The SRPO training loop. ``run_training`` builds everything, then each step reads top to bottom:
 
     prompts  --rollout-->  samples  --reward-->  scores  --advantage-->  micro-batches
-             --log-probs (stale-weight guard)-->  --train (loss, optimizer)-->  --sync weights-->  vLLM
+             --old log-probs (stale-weight guard)-->  --train (loss, optimizer)-->  --sync weights-->  vLLM
+
+A step of one optimizer update (``train.mini_batches_per_step: 1``, the default) is on-policy: the old log-probs
+equal the current policy's, so the training forward supplies them (detached) and the guard judges that forward's
+log-probs right after the update (``train.old_logprobs: auto``); several updates, or ``train.old_logprobs:
+recompute``, run a separate forward-only pass first and the guard judges before any update.
 
 Every rank runs this same program (SPMD under torchrun): vLLM workers and Megatron shards live side by side,
 and every decision (which prompts, which groups to keep, when to stop) is made identically on all ranks from
@@ -104,22 +109,38 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     with timer("advantage"):
         metrics.update(assign_advantages(samples, cfg))
 
-    # 4. Trainer log-probs of the sampled tokens (the PPO "old" policy) and the stale-weight guard.
-    with timer("logprobs"):
+    # 4. Micro-batches, then the PPO "old" log-probs of the sampled tokens and the stale-weight guard. A step of one
+    #    update from fresh rollouts is on-policy: its training forward gives them (detached), with no separate pass
+    #    (train.old_logprobs=auto); several updates (or train.old_logprobs=recompute) take them from a forward-only
+    #    pass, judged by the guard before any update. The KL reference (algorithm.kl_coef > 0) has its own pass.
+    with timer("micro_batches"):
         mini_batches = split_mini_batches(samples, mini_batch_count(samples, cfg))
         micro = [build_rank_micro_batches(ctx, mb) for mb in mini_batches]
         metrics["train/padding_fraction"] = step_padding_fraction(micro)
-        rollout_lp, trainer_lp = zip(*(ctx.policy.compute_logprobs(m) for m in micro))
-        guard = ctx.guard.update(torch.cat(rollout_lp), torch.cat(trainer_lp), group=dist.group.WORLD)
-        metrics.update({"mismatch/mean_abs": guard.mean_abs, "mismatch/max_abs": guard.max_abs,
-                        "mismatch/frac_ratio_outside": guard.frac_ratio_outside, "mismatch/alarm": float(guard.alarm)})
+    on_policy = cfg.train.old_logprobs == "auto" and len(micro) == 1
+    metrics["train/old_logprob_pass"] = 0.0 if on_policy else 1.0
+    if not on_policy:
+        with timer("logprobs"):
+            rollout_lp, trainer_lp = zip(*(ctx.policy.compute_old_logprobs(m) for m in micro))
+            guard = ctx.guard.update(torch.cat(rollout_lp), torch.cat(trainer_lp), group=dist.group.WORLD)
+        metrics.update(guard.as_metrics())
+    if ctx.policy.reference is not None:
+        with timer("reference"):
+            for m in micro:
+                ctx.policy.compute_reference_logprobs(m)
 
-    # 5. Policy update(s): fused token-level GRPO loss -> Megatron backward -> AdamW.
+    # 5. Policy update(s): fused token-level GRPO loss -> Megatron backward -> AdamW. On the on-policy path the
+    #    guard judges the update's own forward next, after the update but before the weight sync, the step's
+    #    metrics and any checkpoint of it (an alarm with mismatch_alarm_action=raise stops the run here).
     with timer("train"):
         for group_samples, micro_batches in zip(mini_batches, micro):
             tokens = float(sum(len(s.response_ids) for s in group_samples))
             metrics.update(ctx.policy.train_step(micro_batches, global_tokens=tokens,
-                                                 global_sequences=float(len(group_samples))))
+                                                 global_sequences=float(len(group_samples)),
+                                                 old_from_forward=on_policy))
+        if on_policy:
+            guard = ctx.guard.update(*ctx.policy.guard_logprobs(micro[0]), group=dist.group.WORLD)
+            metrics.update(guard.as_metrics())
 
     # 6. Weight sync, trainer -> vLLM: the loop's one back-edge (on GPU it also wakes the sleeping engine).
     if ctx.weight_sync is not None and cfg.debug.skip_weight_sync_at_step == step:
