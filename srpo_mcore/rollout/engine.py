@@ -141,8 +141,8 @@ def request_seed(seed: int, prompt_index: int, n: int) -> int:
 
 def request_seeds(seed: int | Sequence[int], n_prompts: int, n: int) -> list[int]:
     """Every prompt's request seed: derived from one ``seed`` (:func:`request_seed`), or given one per prompt."""
-    if isinstance(seed, int):
-        return [request_seed(seed, i, n) for i in range(n_prompts)]
+    if not isinstance(seed, Sequence):
+        return [request_seed(int(seed), i, n) for i in range(n_prompts)]
     seeds = [int(s) for s in seed]
     if len(seeds) != n_prompts:
         raise ValueError(f"{len(seeds)} request seeds for {n_prompts} prompts")
