@@ -27,12 +27,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # (label, file suffix, function name): what the phases are made of. Cumulative seconds, so nested rows overlap.
+# cProfile sees the main thread only: rewards scored on the reward threads show as the wait in finish.
 INSIDE = [
-    ("rollout: vLLM LLM.generate", "vllm/entrypoints/llm.py", "generate"),
+    ("rollout: vLLM engine steps, finished prompts streamed out", "srpo_mcore/rollout/engine.py", "stream_finished"),
+    ("rollout: decode + submit finished prompts for scoring", "srpo_mcore/tasks/scoring.py", "on_prompt_done"),
     ("rollout: gather samples to every rank", "srpo_mcore/rollout/packed.py", "gather_from_engines"),
     ("rollout: same-request check (digest all-gather)", "srpo_mcore/rollout/engine.py", "_check_same_everywhere"),
-    ("reward: score_rollouts (decode + rewards + all-gather)", "srpo_mcore/tasks/scoring.py", "score_rollouts"),
-    ("reward: RewardManager.score", "srpo_mcore/rewards/manager.py", "score"),
+    ("reward: wait for the last scores + all-gather (StreamingScorer.finish)", "srpo_mcore/tasks/scoring.py",
+     "finish"),
     ("logprobs: Policy.compute_old_logprobs (0 on the on-policy fast path)", "srpo_mcore/train/policy.py",
      "compute_old_logprobs"),
     ("reference: Policy.compute_reference_logprobs (KL only)", "srpo_mcore/train/policy.py",

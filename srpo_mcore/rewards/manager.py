@@ -1,13 +1,19 @@
-"""The trainer's entry to rewards: one call per step scores every response of the batch.
+"""The trainer's entry to rewards: score a batch at once, or submit responses as they arrive and collect later.
 
     with RewardManager(cfg.rewards) as rewards:
         results = rewards.score([RewardRequest("math", text, "\\frac{1}{2}"),
                                  RewardRequest("code", text, code_record)])
         rewards_tensor = [r.reward for r in results]
 
-Math answers are verified in a pool of processes, code in sandbox launches on ``code_workers`` threads (one
-launch per response, all its tests), both at once; format and language checks run in the caller. Scoring
-never raises for bad responses or bad ground truth: those get ``accuracy`` 0 and a ``status`` saying why.
+        futures = rewards.submit(requests_of_one_prompt)   # returns at once; scoring runs in the background
+        ...                                                # (the trainer keeps generating meanwhile)
+        results = [f.result() for f in futures]
+
+Math answers are verified in a pool of ``math_workers`` processes, fed by one dispatch thread (a submitted
+batch's math requests go to the pool together; batches queue behind each other); code runs in sandbox
+launches on ``code_workers`` threads (one launch per response, all its tests). Math and code run at the same
+time, and both beside the caller. The format and language checks run on the thread that scored the response.
+Scoring never raises for bad responses or bad ground truth: those get ``accuracy`` 0 and a ``status`` saying why.
 
 ``reward = accuracy_weight * accuracy - format_weight * (not format_ok) - language_penalty_weight *
 language_penalty`` (see ``srpo_mcore/config/rewards.py``).
@@ -73,9 +79,12 @@ class RewardManager:
         self.sandbox: Sandbox | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.code_verdicts = CodeVerdictCache(c.code_cache_size)  # identical programs of a group run once
+        self._math_dispatch: ThreadPoolExecutor | None = None
         if "math" in domains:
             self.math = MathVerifier(c.math_workers, c.math_timeout_seconds, c.math_memory_mb, c.math_cache_size,
                                      c.math_max_answer_chars)
+            # One thread: MathVerifier runs one batch at a time over its worker processes.
+            self._math_dispatch = ThreadPoolExecutor(1, thread_name_prefix="math-reward")
         if "code" in domains:
             self.sandbox = Sandbox(limits_from_config(c), backend=c.sandbox_backend, python=c.sandbox_python,
                                    uid=c.sandbox_uid, fallback_uid_base=c.sandbox_fallback_uid_base,
@@ -86,33 +95,30 @@ class RewardManager:
 
     def score(self, requests: Sequence[RewardRequest]) -> list[RewardResult]:
         """Score a batch (any mix of domains); results are in request order."""
+        return [f.result() for f in self.submit(requests)]
+
+    def submit(self, requests: Sequence[RewardRequest]) -> list[Future[RewardResult]]:
+        """Start scoring a batch (any mix of domains) and return at once: one future per request, in request
+        order. Code requests each take a sandbox thread; the batch's math requests are verified together on
+        the math dispatch thread. Requests are checked here (an unknown domain raises before anything starts)."""
         for r in requests:
             if r.domain not in DOMAINS:
                 raise ValueError(f"request {r.id or '?'}: domain {r.domain!r} is not one of {DOMAINS}")
             if (r.domain == "math" and self.math is None) or (r.domain == "code" and self.sandbox is None):
                 raise ValueError(f"this RewardManager was built without the {r.domain!r} domain")
-        code_jobs: dict[int, Future] = {
-            i: self._built(self._pool).submit(self._score_code, r) for i, r in enumerate(requests) if r.domain == "code"}
-        math_idx = [i for i, r in enumerate(requests) if r.domain == "math"]
-        math_out: dict[int, tuple[float, str, dict]] = {}
-        if math_idx:
-            math_out = dict(zip(math_idx, self._score_math([requests[i] for i in math_idx])))
-        results = []
-        for i, r in enumerate(requests):
-            if r.domain == "math":
-                acc, status, details = math_out[i]
-                frac = acc
-            else:
-                score: CodeScore = code_jobs[i].result()
-                acc, frac, status = score.accuracy, score.pass_fraction, score.status
-                details = {"passed": score.passed, "total": score.total, "tests": score.test_statuses,
-                           "message": score.message}
-            results.append(self._compose(r, acc, frac, status, details))
-        return results
+        futures: list[Future[RewardResult]] = [
+            self._built(self._pool).submit(self._score_code, r) if r.domain == "code" else Future()
+            for r in requests]
+        math = [(r, f) for r, f in zip(requests, futures) if r.domain == "math"]
+        if math:
+            batch = self._built(self._math_dispatch).submit(self._score_math, [r for r, _ in math])
+            batch.add_done_callback(lambda done: _fan_out(done, [f for _, f in math]))
+        return futures
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        for pool in (self._pool, self._math_dispatch):
+            if pool is not None:
+                pool.shutdown(wait=True)
         if self.math is not None:
             self.math.close()
         if self.sandbox is not None:
@@ -133,13 +139,13 @@ class RewardManager:
             raise RuntimeError("this RewardManager was built without the request's domain")
         return part
 
-    def _score_math(self, requests: list[RewardRequest]) -> list[tuple[float, str, dict]]:
+    def _score_math(self, requests: list[RewardRequest]) -> list[RewardResult]:
         c = self.config
         golds = [normalize_gold(r.ground_truth) for r in requests]
         answers = [extract_answer(r.response, require_think_close=c.require_think_close) for r in requests]
         verdicts = self._built(self.math).verify_many(list(zip(golds, answers)))
         out = []
-        for gold, answer, v in zip(golds, answers, verdicts):
+        for r, gold, answer, v in zip(requests, golds, answers, verdicts):
             if v.correct:
                 status = "ok"
             elif v.status in ("ok", "fast_path", "cached"):
@@ -147,10 +153,16 @@ class RewardManager:
             else:
                 status = v.status
             details = {"answer": (answer or "")[:200], "gold": gold, "verifier": v.status}
-            out.append((1.0 if v.correct else 0.0, status, details))
+            accuracy = 1.0 if v.correct else 0.0
+            out.append(self._compose(r, accuracy, accuracy, status, details))
         return out
 
-    def _score_code(self, r: RewardRequest) -> CodeScore:
+    def _score_code(self, r: RewardRequest) -> RewardResult:
+        score = self._run_code(r)
+        details = {"passed": score.passed, "total": score.total, "tests": score.test_statuses, "message": score.message}
+        return self._compose(r, score.accuracy, score.pass_fraction, score.status, details)
+
+    def _run_code(self, r: RewardRequest) -> CodeScore:
         c = self.config
         try:
             program = extract_code(r.response, require_think_close=c.require_think_close)
@@ -177,3 +189,14 @@ class RewardManager:
         details["language_expected"] = f"{mix.expected} ({mix.expected_from})"
         return RewardResult(reward=reward, accuracy=accuracy, format_ok=fmt, language_penalty=penalty,
                             pass_fraction=pass_fraction, status=status, details=details)
+
+
+def _fan_out(batch: Future, futures: list[Future]) -> None:
+    """Hand a batch future's list of results (or its exception) to the per-request futures."""
+    error = batch.exception()
+    if error is not None:
+        for f in futures:
+            f.set_exception(error)
+        return
+    for f, result in zip(futures, batch.result(), strict=True):
+        f.set_result(result)

@@ -8,8 +8,10 @@ each independent; no lock-step between engines). Rollout TP is independent of th
 Prompts in, samples out. :meth:`RolloutEngine.generate` takes the *global* prompt list, identical on every rank
 (checked with a digest: ranks of one engine must schedule identical requests, or vLLM's TP collectives diverge).
 Engine ``e`` generates the contiguous block ``prompts[e*P//E:(e+1)*P//E]``; every request carries an explicit seed
-derived from ``(seed, global prompt index)``, identical on the ranks of an engine (they sample from their own
-RNG, so without it they would silently draw different tokens). The samples of all engines are then gathered to
+(derived from ``(seed, global prompt index)``, or given per prompt), identical on the ranks of an engine (they
+sample from their own RNG, so without it they would silently draw different tokens). Finished requests stream
+out of vLLM's step loop (:func:`stream_finished`), and an ``on_prompt_done`` callback sees each prompt's samples
+while the others still generate (the trainer starts scoring them there). The samples of all engines are then gathered to
 every rank as packed tensors (packed.py: one broadcast per engine over a gloo group, no pickled token lists) and
 returned in global order: prompt-major, then sample index. Each trainer rank picks its own data-parallel slice
 from that list. The ranks of each engine compare a digest of their packed outputs first and raise
@@ -49,7 +51,7 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,11 +129,57 @@ def shard_bounds(n_items: int, n_shards: int, shard: int) -> tuple[int, int]:
     return shard * n_items // n_shards, (shard + 1) * n_items // n_shards
 
 
+PromptDone = Callable[[int, list["RolloutSample"]], None]  # (prompt index, its n samples), see generate()
+
+
 def request_seed(seed: int, prompt_index: int, n: int) -> int:
     """Seed of a prompt's request: sample ``j`` of it uses ``request_seed + j`` (vLLM's rule for ``n > 1``).
     A hash of ``(seed, prompt_index)``, so it does not depend on how prompts are split over engines."""
     digest = hashlib.blake2b(f"{seed}:{prompt_index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") % (2**31 - n)
+
+
+def request_seeds(seed: int | Sequence[int], n_prompts: int, n: int) -> list[int]:
+    """Every prompt's request seed: derived from one ``seed`` (:func:`request_seed`), or given one per prompt."""
+    if not isinstance(seed, Sequence):
+        return [request_seed(int(seed), i, n) for i in range(n_prompts)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n_prompts:
+        raise ValueError(f"{len(seeds)} request seeds for {n_prompts} prompts")
+    bad = [s for s in seeds if not 0 <= s < 2**31 - n]
+    if bad:
+        raise ValueError(f"request seeds {bad[:3]} are outside [0, 2**31 - n) (sample j uses seed + j)")
+    return seeds
+
+
+def stream_finished(llm, requests: list[dict], params: list) -> Iterator[tuple[int, object]]:
+    """``(request index, RequestOutput)`` of ``requests`` as vLLM finishes them (finishing order), from one
+    ``LLM``: what ``LLM.generate`` does (``enqueue`` then ``llm_engine.step()`` until nothing is unfinished), with
+    each finished request handed out at once instead of all at the end. The engine must hold no other requests.
+
+    vLLM reports outputs under the id ``LLM`` gave the request (a counter), while ``enqueue`` returns the
+    engine-internal id, that id plus ``-<8 random characters>`` (``InputProcessor.assign_request_id``); both are
+    checked, so a vLLM that changes either fails here loudly instead of mixing prompts up."""
+    engine = llm.llm_engine
+    if engine.has_unfinished_requests():
+        raise RuntimeError("the vLLM engine still holds unfinished requests from an earlier call")
+    internal = llm.enqueue(requests, params, use_tqdm=False)
+    index = {rid.rsplit("-", 1)[0]: k for k, rid in enumerate(internal)}
+    if len(index) != len(requests):
+        raise RuntimeError(f"vLLM request ids {internal[:3]}... do not map one to one onto the requests")
+    try:
+        while engine.has_unfinished_requests():
+            for out in engine.step():
+                if out.finished:
+                    k = index.pop(out.request_id, None)
+                    if k is None:
+                        raise RuntimeError(f"vLLM finished request {out.request_id!r}, not one of this call's")
+                    yield k, out
+        if index:
+            raise RuntimeError(f"vLLM stopped with {len(index)} of {len(requests)} requests unfinished")
+    finally:
+        if index:  # the consumer raised (or the engine did): leave no request behind for the next call
+            engine.abort_request(list(index))
 
 
 def write_engine_model_dir(model_cfg: ModelConfig, root: Path, dtype: str) -> Path:
@@ -218,9 +266,15 @@ class RolloutEngine:
 
     # -------------------------------------------------------------------------------------------- generation
 
-    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingOptions, *, seed: int
-                 ) -> list[RolloutSample]:
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingOptions, *,
+                 seed: int | Sequence[int], on_prompt_done: PromptDone | None = None) -> list[RolloutSample]:
         """Sample ``n`` responses for every prompt (collective; identical arguments on every rank).
+
+        ``seed``: one int (prompt ``i``'s request seed is ``request_seed(seed, i, n)``) or one request seed per
+        prompt (each in ``[0, 2**31 - n)``; sample ``j`` uses ``seed + j``).
+        ``on_prompt_done(prompt_index, samples)``: called on this rank, while the engine goes on generating, for
+        each prompt of this rank's engine as soon as its ``n`` samples are finished (in finishing order; the
+        samples are local tensors, equal to the ones returned). It must not call collectives.
 
         Returns all ``len(prompts) * n`` samples on every rank, ordered by (prompt index, sample index)."""
         self._check_ready()
@@ -232,26 +286,40 @@ class RolloutEngine:
             if not 0 < len(p) <= self.cfg.max_prompt_length:
                 raise ValueError(f"prompt {i} has {len(p)} tokens; rollout.max_prompt_length="
                                  f"{self.cfg.max_prompt_length}")
-        self._check_same_everywhere(("generate", prompts, n, sampling, seed))
+        seeds = request_seeds(seed, len(prompts), n)
+        self._check_same_everywhere(("generate", prompts, n, sampling, seeds))
         lo, hi = shard_bounds(len(prompts), self.num_engines, self.engine_index)
         meta, token_ids, logprobs = [], [], []
         if hi > lo:
-            params = [self._sampling_params(sampling, n, request_seed(seed, i, n)) for i in range(lo, hi)]
-            outputs = self.llm.generate([{"prompt_token_ids": list(prompts[i])} for i in range(lo, hi)], params,
-                                        use_tqdm=False)
-            for i, out in zip(range(lo, hi), outputs):
-                for j, c in enumerate(out.outputs):
-                    if c.finish_reason not in FINISH_REASONS:
-                        raise RuntimeError(f"prompt {i} sample {j} finished with {c.finish_reason!r}")
-                    meta.append((i, j, FINISH_REASONS.index(c.finish_reason), self.weights_version))
-                    token_ids.append(c.token_ids)
-                    logprobs.append([step[tok].logprob for step, tok in zip(c.logprobs, c.token_ids)])
+            params = [self._sampling_params(sampling, n, seeds[i]) for i in range(lo, hi)]
+            requests = [{"prompt_token_ids": list(prompts[i])} for i in range(lo, hi)]
+            done: dict[int, list[RolloutSample]] = {}
+            for k, out in stream_finished(self.llm, requests, params):
+                i = lo + k
+                done[i] = [self._sample(prompts[i], i, j, c) for j, c in enumerate(out.outputs)]
+                if on_prompt_done is not None:
+                    on_prompt_done(i, done[i])
+            for i in range(lo, hi):
+                for s in done[i]:
+                    meta.append((i, s.sample_index, FINISH_REASONS.index(s.finish_reason), s.weights_version))
+                    token_ids.append(s.response_token_ids.tolist())
+                    logprobs.append(s.logprobs.tolist())
         local = RaggedRows.build(meta, logprobs, token_ids, columns=4)
         samples = [RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=prompts[i], response_token_ids=ids,
                                  logprobs=lps, finish_reason=FINISH_REASONS[finish], weights_version=version)
                    for part in self._gather_engine_results(local)
                    for (i, j, finish, version), ids, lps in part.views()]
         return sorted(samples, key=lambda s: (s.prompt_index, s.sample_index))
+
+    def _sample(self, prompt: tuple[int, ...], i: int, j: int, completion) -> RolloutSample:
+        """One of vLLM's completions as a local :class:`RolloutSample` (its finish reason checked)."""
+        if completion.finish_reason not in FINISH_REASONS:
+            raise RuntimeError(f"prompt {i} sample {j} finished with {completion.finish_reason!r}")
+        lps = [step[tok].logprob for step, tok in zip(completion.logprobs, completion.token_ids)]
+        return RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=prompt,
+                             response_token_ids=torch.tensor(list(completion.token_ids), dtype=torch.int32),
+                             logprobs=torch.tensor(lps, dtype=torch.float32), finish_reason=completion.finish_reason,
+                             weights_version=self.weights_version)
 
     def prompt_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
         """vLLM's log p(token t | tokens < t) for t = 1..L-1 of each fixed sequence (collective, like

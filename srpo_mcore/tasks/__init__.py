@@ -2,7 +2,8 @@
 imports the other):
 
 prompts.py    ``PromptTable``: records from the data files, rendered with the domain's template, tokenized once
-scoring.py    ``score_rollouts``: decode rollouts and score them with the rule rewards -> ``ScoredSample``
+scoring.py    ``score_rollouts``: decode rollouts and score them with the rule rewards -> ``ScoredSample``;
+              ``StreamingScorer``: the same, submitted prompt by prompt while the engine still generates
 pass_at_k.py  pass@1 averaged over k samples (the trainer's periodic eval, ``python -m srpo_mcore.eval``,
               the curation's difficulty grading)
 inputs.py     the run's input files (init checkpoint, data files), checked before any rank starts work

@@ -26,16 +26,17 @@ import torch.distributed as dist
 
 from srpo_mcore.algorithm.advantages import ESTIMATORS
 from srpo_mcore.algorithm.reflection import ReflectionCounter
-from srpo_mcore.algorithm.sampling import GroupOutcome, PromptSampler, build_prompt_sampler
+from srpo_mcore.algorithm.sampling import PromptSampler, build_prompt_sampler
 from srpo_mcore.algorithm.stages import TwoStageSchedule
 from srpo_mcore.config import RUN_CONFIG_IN_HF_EXPORT, SRPOConfig, to_yaml
 from srpo_mcore.distributed import ParallelState
 from srpo_mcore.job import Job, inject_fault, job
 from srpo_mcore.model.forward import MicroBatch, sequence_multiple
 from srpo_mcore.tasks.prompts import PromptTable
-from srpo_mcore.tasks.scoring import ScoredSample, score_rollouts
+from srpo_mcore.tasks.scoring import ScoredSample
 from srpo_mcore.train.batch import build_micro_batches, padding_fraction, plan_rank_micro_batches
 from srpo_mcore.train.checkpoint import EXIT_CHECKPOINTED_ON_SIGNAL, CheckpointManager
+from srpo_mcore.train.collect import collect_groups
 from srpo_mcore.train.metrics import MetricsLogger, PhaseTimer
 from srpo_mcore.train.policy import Policy
 from srpo_mcore.train.profile import profiled
@@ -156,50 +157,6 @@ def srpo_step(ctx: StepContext, step: int) -> dict[str, float]:
     metrics["time/step_s"] = total
     metrics["throughput/tokens_per_s"] = sum(s.length for s in samples) / max(total, 1e-9)
     return metrics
-
-
-def collect_groups(ctx: StepContext, step: int, timer: PhaseTimer) -> tuple[list[ScoredSample], dict]:
-    """Draw prompts per the stage schedule and each domain's sampler (vanilla, History Resampling or dynamic),
-    generate ``samples_per_prompt`` responses each, score them, and keep what the sampler keeps."""
-    from srpo_mcore.rollout.engine import SamplingOptions
-
-    cfg, engine, rewards = ctx.cfg, ctx.live_engine(), ctx.live_rewards()
-    counts = ctx.stages.prompt_counts(cfg.train.prompts_per_step)
-    wanted_by_domain = {"math": counts.math, "code": counts.code}
-    if "code" not in ctx.samplers:  # no code data: the whole batch is math
-        wanted_by_domain = {"math": cfg.train.prompts_per_step, "code": 0}
-    elif "math" not in ctx.samplers:
-        wanted_by_domain = {"math": 0, "code": cfg.train.prompts_per_step}
-    options = SamplingOptions.from_config(cfg.rollout, stop_token_ids=[ctx.tokenizer.eos_token_id])
-    kept: list[ScoredSample] = []
-    out: dict[str, float] = {}
-    round_seed = cfg.train.seed * 1_000_003 + step * 101
-    for domain, wanted in wanted_by_domain.items():
-        if wanted == 0:
-            continue
-        batch = ctx.samplers[domain].begin_batch(wanted)
-        while prompt_ids := batch.next_request():
-            round_seed += 1
-            with timer("rollout"):
-                rollouts = engine.generate([ctx.prompts[i].token_ids for i in prompt_ids],
-                                          cfg.train.samples_per_prompt, options, seed=round_seed)
-            with timer("reward"):
-                groups = score_rollouts(rollouts, [ctx.prompts[i] for i in prompt_ids], ctx.tokenizer,
-                                        rewards, cfg.train.samples_per_prompt)
-            keep = batch.add([GroupOutcome(prompt_id, tuple(s.reward for s in g), tuple(s.accuracy > 0.5 for s in g))
-                              for prompt_id, g in zip(prompt_ids, groups, strict=True)])  # prompts' order
-            kept.extend(s for g, k in zip(groups, keep) if k for s in g)
-        stats = batch.stats
-        out[f"sampling/{domain}_groups_kept"] = stats.groups_kept
-        out[f"sampling/{domain}_prompts_drawn"] = stats.prompts_drawn  # generated for, kept or not
-        out["sampling/rollouts_generated"] = (out.get("sampling/rollouts_generated", 0)
-                                              + stats.prompts_drawn * cfg.train.samples_per_prompt)
-        out[f"sampling/{domain}_groups_dropped_equal_rewards"] = stats.groups_dropped_equal_rewards
-        out.update(ctx.samplers[domain].metrics(prefix=f"sampling/{domain}/"))
-    for group, start in enumerate(range(0, len(kept), cfg.train.samples_per_prompt)):
-        for s in kept[start:start + cfg.train.samples_per_prompt]:
-            s.group = group
-    return kept, out
 
 
 def assign_advantages(samples: list[ScoredSample], cfg: SRPOConfig) -> dict[str, float]:

@@ -80,6 +80,22 @@ def test_code_runs_in_parallel(manager):
     assert time.monotonic() - t < 3.8  # 4 x 1 s on 2 workers: serial would take over 4 s
 
 
+def test_submit_returns_at_once_and_math_runs_beside_code(manager):
+    sleepy = "<think>\nwait\n</think>\n```python\nimport time\ntime.sleep(1.5)\nprint(3)\n```"
+    requests = [RewardRequest("code", sleepy, {"tests": [{"kind": "stdin", "input": "", "output": "3"}]}),
+                RewardRequest("math", "<think>\n2+2\n</think>\n\\boxed{4}", "4"),
+                RewardRequest("math", "<think>\n2+2\n</think>\n\\boxed{5}", "4")]
+    t = time.monotonic()
+    futures = manager.submit(requests)
+    assert time.monotonic() - t < 1.0 and not futures[0].done()  # the sandbox is still sleeping
+    math_done = [f.result() for f in futures[1:]]
+    assert not futures[0].done()  # math finished while the code request still ran
+    assert [r.accuracy for r in math_done] == [1.0, 0.0]
+    assert futures[0].result().accuracy == 1.0
+    sequential = manager.score(requests)
+    assert [(r.reward, r.status) for r in sequential] == [(f.result().reward, f.result().status) for f in futures]
+
+
 def test_unknown_domain_is_an_error(manager):
     with pytest.raises(ValueError, match="domain"):
         manager.score([RewardRequest("poetry", "x", "y")])

@@ -15,6 +15,7 @@ from srpo_mcore.rollout.engine import (
     SamplingOptions,
     engine_layout,
     request_seed,
+    request_seeds,
     resolve_rollout_dtype,
     shard_bounds,
 )
@@ -155,6 +156,12 @@ def test_prompt_distribution_and_seeds():
     seeds = [request_seed(7, i, 4) for i in range(100)]
     assert len(set(seeds)) == 100 and all(0 <= s < 2**31 - 4 for s in seeds)
     assert request_seed(7, 5, 4) == request_seed(7, 5, 4) != request_seed(8, 5, 4)
+    assert request_seeds(7, 100, 4) == seeds  # one seed for the call, or one per prompt as given
+    assert request_seeds([3, 9], 2, 4) == [3, 9]
+    with pytest.raises(ValueError, match="2 request seeds for 3 prompts"):
+        request_seeds([3, 9], 3, 4)
+    with pytest.raises(ValueError, match="outside"):
+        request_seeds([2**31 - 4], 1, 4)  # sample 3 would use 2**31 - 1
 
 
 def test_sampling_options_and_dtype_from_config():
