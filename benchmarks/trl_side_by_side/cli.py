@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -113,7 +114,8 @@ def write_prompts(cfg, base: Path, path: Path) -> int:
 
 
 def run_ours(args, out: Path, overrides: list[str]) -> None:
-    cmd = [sys.executable, "pretrain_srpo.py", "--nproc", str(NPROC), "--config", args.config, *overrides]
+    cmd = [sys.executable, "pretrain_srpo.py", "--nproc", str(NPROC), "--config", str(Path(args.config).resolve()),
+           *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True)
@@ -153,11 +155,11 @@ def evaluate(args, out: Path, side: str, step: int) -> None:
     for seed in range(1, args.eval_seeds + 1):
         target = eval_dir(out, side, step, seed)
         if step == 0 and (target / "summary.json").is_file():
-            continue  # the base, already evaluated for the other side in this run
+            continue  # the base, already evaluated for the other side in this invocation (clear_previous)
         cmd = [sys.executable, "-m", "srpo_mcore.eval", *checkpoint_args(side, step, out, Path(args.base).resolve()),
                "--data", str(Path(args.data).resolve() / "heldout.jsonl"), "--k", str(args.eval_k),
-               "--seed", str(seed), "--config", args.config, "--nproc", str(NPROC), "--out", str(target),
-               *[f"--set={s}" for s in args.eval_set]]
+               "--seed", str(seed), "--config", str(Path(args.config).resolve()), "--nproc", str(NPROC),
+               "--out", str(target), *[f"--set={s}" for s in args.eval_set]]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
 
@@ -185,6 +187,16 @@ def collect(args, out: Path, cfg, machine: dict, command: list[str]) -> dict:
     }
 
 
+def clear_previous(out: Path, sides: list[str]) -> None:
+    """Every side run starts fresh (our trainer would resume from a checkpoint left in its run directory); the
+    base model's evaluation is redone once per invocation; a side not run keeps its results for the report."""
+    stale = [out / "eval" / "base"]
+    for side in sides:
+        stale += [out / "eval" / side, out / "ours" / "run" if side == "ours" else out / "trl"]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -205,7 +217,9 @@ def main(argv=None) -> int:
     machine = (json.loads(machine_file.read_text()) if machine_file.is_file()
                else {"nproc": os.cpu_count(), "load_before": {}, "load_after": {}, "uptime": {}})
     if not args.report_only:
-        for side in [s for s in report.SIDES if s in args.sides]:  # one after the other, never together
+        sides = [s for s in report.SIDES if s in args.sides]
+        clear_previous(out, sides)
+        for side in sides:  # one after the other, never together
             machine["load_before"][side] = list(os.getloadavg())
             machine["uptime"][f"{side} before"] = uptime()
             start = time.time()

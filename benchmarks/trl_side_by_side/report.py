@@ -29,7 +29,8 @@ def step_stats(records: list[dict], warmup_steps: int) -> dict:
     sides), and the median of each ``time/<phase>_s`` over the same steps."""
     rows = [r for r in records if "time/step_s" in r and r["step"] > warmup_steps]
     if not rows:
-        raise ValueError(f"no timed steps after the first {warmup_steps} (steps seen: {[r.get('step') for r in records]})")
+        seen = [r.get("step") for r in records]
+        raise ValueError(f"no timed steps after the first {warmup_steps} (steps seen: {seen})")
     seconds = [r["time/step_s"] for r in rows]
     phases = sorted({k for r in rows for k in r if k.startswith("time/") and k != "time/step_s"})
     return {"steps_timed": len(rows), "first_timed_step": rows[0]["step"], "last_step": rows[-1]["step"],

@@ -37,8 +37,8 @@ def trl_arguments(cfg: SRPOConfig, *, steps: int, eval_every: int) -> dict:
     algo, opt, train, rollout = cfg.algorithm, cfg.optimizer, cfg.train, cfg.rollout
     refuse = {
         "train.mini_batches_per_step": (train.mini_batches_per_step != 1, "must be 1 (one optimizer update per step)"),
-        "algorithm.loss_aggregation": (algo.loss_aggregation not in LOSS_TYPES,
-                                       f"{algo.loss_aggregation!r} has no TRL loss_type; use one of {list(LOSS_TYPES)}"),
+        "algorithm.loss_aggregation": (algo.loss_aggregation not in LOSS_TYPES, f"{algo.loss_aggregation!r} has no "
+                                       f"TRL loss_type; use one of {list(LOSS_TYPES)}"),
         "algorithm.advantage_estimator": (algo.advantage_estimator != "grpo", "only 'grpo' maps to TRL"),
         "algorithm.dual_clip_c": (algo.dual_clip_c is not None, "TRL has no dual clip"),
         "algorithm.entropy_coef": (algo.entropy_coef != 0.0, "must be 0 (TRL's entropy bonus differs)"),
