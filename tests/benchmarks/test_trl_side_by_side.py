@@ -122,6 +122,47 @@ def test_requirements_pin_every_package_exactly():
     assert "torch" not in theirs  # installed first from the on-disk CPU wheel (venv.FIRST)
 
 
+def fake_inputs(tmp_path: Path) -> list[str]:
+    """A base and data directory that pass the pre-flight checks (enough for --report-only)."""
+    base, data = tmp_path / "base", tmp_path / "data"
+    base.mkdir()
+    data.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (base / name).write_text("{}")
+    for name in ("train.jsonl", "heldout.jsonl"):
+        (data / name).write_text("")
+    return ["--base", str(base), "--data", str(data), "--config", str(QUICKSTART)]
+
+
+def test_report_only_tables_both_sides_from_their_files(tmp_path):
+    out = tmp_path / "out"
+    ours = [{"step": s, "time/step_s": t, "time/rollout_s": t / 4, "time/train_s": t / 2}
+            for s, t in enumerate([5.0, 0.4, 0.6, 0.5, 0.3], start=1)]
+    trl = [{"step": s, "time/step_s": t, "time/generate_s": t / 3, "time/train_s": t / 2}
+           for s, t in enumerate([9.0, 0.8, 0.7, 0.9, 0.6], start=1)]
+    (out / "ours" / "run").mkdir(parents=True)
+    (out / "trl").mkdir()
+    (out / "ours" / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ours))
+    (out / "trl" / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trl))
+    figures = {("base", 0): [0.5, 0.6], ("ours", 5): [0.7, 0.8], ("trl", 5): [0.65, 0.75]}
+    for (kind, step), values in figures.items():
+        for seed, value in enumerate(values, start=1):
+            write_summary(cli.eval_dir(out, kind, step, seed) / "summary.json", value)
+    rc = cli.main(["--out", str(out), *fake_inputs(tmp_path), "--steps", "5", "--eval-every", "5",
+                   "--eval-seeds", "2", "--report-only"])
+    assert rc == 0
+    result = json.loads((out / "side_by_side.json").read_text())
+    assert result["steps"]["ours"]["median_s"] == statistics.median([0.4, 0.6, 0.5, 0.3])
+    assert result["steps"]["trl"]["median_s"] == statistics.median([0.8, 0.7, 0.9, 0.6])
+    assert result["steps"]["trl"]["phase_medians_s"]["generate"] == pytest.approx(0.75 / 3)
+    assert result["pass@1"]["ours"]["0"] == result["pass@1"]["trl"]["0"]  # the shared base
+    assert result["pass@1"]["trl"]["5"]["mean"] == pytest.approx(0.7)
+    text = (out / "side_by_side.md").read_text()
+    assert "| median s/step | 0.450 | 0.750 |" in text
+    assert "| held-out pass@1, step 5 | 0.750 ± 0.071 (n=2) | 0.700 ± 0.071 (n=2) |" in text
+    assert "| median rollout s | 0.113 | - |" in text
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--base", "/nonexistent"], "--base /nonexistent: not an HF model directory"),
     (["--data", "/nonexistent"], "--data /nonexistent: train.jsonl missing"),
@@ -129,16 +170,8 @@ def test_requirements_pin_every_package_exactly():
     (["--sides", "ours,verl"], "--sides ours,verl: expected some of ours,trl"),
 ])
 def test_bad_input_is_one_line_before_anything_starts(argv, message, tmp_path, capsys):
-    base = tmp_path / "base"
-    base.mkdir()
-    for name in ("config.json", "tokenizer.json"):
-        (base / name).write_text("{}")
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in ("train.jsonl", "heldout.jsonl"):
-        (data / name).write_text("")
     out = tmp_path / "out"
-    rc = cli.main(["--out", str(out), "--base", str(base), "--data", str(data), "--config", str(QUICKSTART), *argv])
+    rc = cli.main(["--out", str(out), *fake_inputs(tmp_path), *argv])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and message in err, err
     assert not out.exists()
