@@ -121,10 +121,7 @@ def run_ours(args, out: Path, overrides: list[str]) -> None:
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True)
 
 
-def run_trl(args, out: Path, cfg) -> None:
-    from benchmarks.trl_side_by_side.venv import ensure_venv
-
-    python = ensure_venv(Path(args.venv).resolve())
+def run_trl(args, out: Path, cfg, python: Path) -> None:
     trl_dir = out / "trl"
     n = write_prompts(cfg, Path(args.base), trl_dir / "prompts.jsonl")
     job = {"grpo": trl_arguments(cfg, steps=args.steps, eval_every=args.eval_every),
@@ -201,6 +198,28 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def run_sides(args, out: Path, cfg, overrides: list[str], machine: dict) -> None:
+    """Each side's training run, then its checkpoints' evaluations; one side after the other, never together."""
+    sides = [s for s in report.SIDES if s in args.sides]
+    clear_previous(out, sides)
+    trl_python = None
+    if "trl" in sides:  # built (or checked) before anything is timed
+        from benchmarks.trl_side_by_side.venv import ensure_venv
+
+        trl_python = ensure_venv(Path(args.venv).resolve())
+    for side in sides:
+        machine["load_before"][side] = list(os.getloadavg())
+        machine["uptime"][f"{side} before"] = uptime()
+        start = time.time()
+        run_ours(args, out, overrides) if side == "ours" else run_trl(args, out, cfg, trl_python)
+        machine["load_after"][side] = list(os.getloadavg())
+        machine["uptime"][f"{side} after"] = uptime()
+        machine[f"{side}_run_s"] = round(time.time() - start, 1)
+        (out / "machine.json").write_text(json.dumps(machine, indent=1))
+        for step in eval_steps(args.steps, args.eval_every):
+            evaluate(args, out, side, step)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -213,23 +232,11 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    machine_file = out / "machine.json"
+    machine_file = out / "machine.json"  # kept across invocations: a side not rerun keeps its figures
     machine = (json.loads(machine_file.read_text()) if machine_file.is_file()
                else {"nproc": os.cpu_count(), "load_before": {}, "load_after": {}, "uptime": {}})
     if not args.report_only:
-        sides = [s for s in report.SIDES if s in args.sides]
-        clear_previous(out, sides)
-        for side in sides:  # one after the other, never together
-            machine["load_before"][side] = list(os.getloadavg())
-            machine["uptime"][f"{side} before"] = uptime()
-            start = time.time()
-            run_ours(args, out, overrides) if side == "ours" else run_trl(args, out, cfg)
-            machine["load_after"][side] = list(os.getloadavg())
-            machine["uptime"][f"{side} after"] = uptime()
-            machine[f"{side}_run_s"] = round(time.time() - start, 1)
-            machine_file.write_text(json.dumps(machine, indent=1))
-            for step in eval_steps(args.steps, args.eval_every):
-                evaluate(args, out, side, step)
+        run_sides(args, out, cfg, overrides, machine)
     text = report.write(out, collect(args, out, cfg, machine, ["python", "-m", "benchmarks.trl_side_by_side", *argv]))
     print(text)
     return 0
