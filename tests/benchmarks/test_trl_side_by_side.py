@@ -163,6 +163,18 @@ def test_report_only_tables_both_sides_from_their_files(tmp_path):
     assert "| median rollout s | 0.113 | - |" in text
 
 
+def test_a_side_run_starts_clean_and_leaves_the_other_sides_results(tmp_path):
+    kept = [tmp_path / "trl" / "steps.jsonl", tmp_path / "eval" / "trl" / "step2" / "seed1" / "summary.json"]
+    cleared = [tmp_path / "ours" / "run" / "checkpoints" / "step_000002" / "x",
+               tmp_path / "eval" / "ours" / "step2" / "seed1" / "summary.json",
+               tmp_path / "eval" / "base" / "step0" / "seed1" / "summary.json"]
+    for path in kept + cleared:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    cli.clear_previous(tmp_path, ["ours"])  # our trainer would resume from the stale checkpoint
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in cleared)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--base", "/nonexistent"], "--base /nonexistent: not an HF model directory"),
     (["--data", "/nonexistent"], "--data /nonexistent: train.jsonl missing"),
