@@ -9,7 +9,8 @@ pass@1 at the same steps over several evaluation seeds, from one evaluator.
 The sides run one after the other, never together:
 
 * ours: ``pretrain_srpo.py --nproc 2 --config configs/quickstart.yaml`` with the stage-1 overrides (settings.py),
-  then the extra positional overrides; checkpoints at the evaluation steps, no in-run evaluation; times from
+  then the extra positional overrides (they change the one resolved config both sides are mapped from: a layout
+  changes only our side, an optimizer or batch setting both); checkpoints at the evaluation steps, no in-run evaluation; times from
   ``OUT/ours/run/metrics.jsonl`` (``time/step_s`` is the sum of the step's phases).
 * TRL: ``trl_side.py`` in a venv of its own (``--venv``, built once from requirements-trl.txt; never a project
   dependency) with the ``GRPOConfig`` mapped from the same resolved config; ``--threads`` torch threads in one
@@ -58,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the one TRL process")
     ap.add_argument("--warmup-steps", type=int, default=1, help="first steps left out of the step-time statistics")
     ap.add_argument("--report-only", action="store_true", help="only re-read OUT and rewrite the report")
-    ap.add_argument("overrides", nargs="*", help="extra config overrides for our side (e.g. layouts)")
+    ap.add_argument("overrides", nargs="*", help="config overrides of the resolved config both sides come from (e.g. our layout)")
     args = ap.parse_args(argv)
     args.sides = [s for s in args.sides.split(",") if s]
     return args
