@@ -11,7 +11,7 @@ The sides run one after the other, never together:
 * ours: ``pretrain_srpo.py --nproc 2 --config configs/quickstart.yaml`` with the stage-1 overrides (settings.py),
   then the extra positional overrides (they change the one resolved config both sides are mapped from: a layout
   changes only our side, an optimizer or batch setting both); checkpoints at the evaluation steps, no in-run evaluation; times from
-  ``OUT/ours/run/metrics.jsonl`` (``time/step_s`` is the sum of the step's phases).
+  ``OUT/ours/run/metrics.jsonl`` (``time/iteration_s``: the loop iteration's wall clock, as TRL's is).
 * TRL: ``trl_side.py`` in a venv of its own (``--venv``, built once from requirements-trl.txt; never a project
   dependency) with the ``GRPOConfig`` mapped from the same resolved config; ``--threads`` torch threads in one
   process; times from ``OUT/trl/steps.jsonl`` (wall seconds per optimizer step).
@@ -166,7 +166,13 @@ def step_records(out: Path, side: str) -> list[dict]:
     path = out / "ours" / "run" / "metrics.jsonl" if side == "ours" else out / "trl" / "steps.jsonl"
     if not path.is_file():
         raise ValueError(f"{path}: missing; run the {side} side first (without --report-only)")
-    return report.read_jsonl(path)
+    rows = report.read_jsonl(path)
+    if side == "ours":  # time the same span as TRL's on_step_begin..on_step_end: the iteration's wall clock
+        for r in rows:
+            if "time/iteration_s" in r:
+                r["time/phases_s"] = r.pop("time/step_s")  # the sum of the timed phases
+                r["time/step_s"] = r.pop("time/iteration_s")
+    return rows
 
 
 def collect(args, out: Path, cfg, machine: dict, command: list[str]) -> dict:

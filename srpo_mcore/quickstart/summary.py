@@ -60,7 +60,7 @@ def summary_lines(rows: list[dict]) -> list[str]:
     phases: dict[str, float] = {}
     for r in rows:
         for k, v in r.items():
-            if k.startswith("time/") and k != "time/step_s":
+            if k.startswith("time/") and k not in ("time/step_s", "time/iteration_s"):
                 phases[k[5:-2]] = phases.get(k[5:-2], 0.0) + v
     if phases:
         lines.append("time per phase (s): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(phases.items())))

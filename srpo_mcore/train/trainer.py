@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -324,6 +325,7 @@ def run_training(cfg: SRPOConfig) -> int:
         if start_step == 0 and eval_interval:
             metrics.log(0, evaluate(ctx))
         for step in range(start_step + 1, cfg.train.steps + 1):
+            started = time.perf_counter()
             with profiled(step in cfg.debug.profile_steps, run_dir / "profile", step, state.rank):
                 record = srpo_step(ctx, step)
             record["stage/current"] = float(ctx.stages.stage)  # the stage this step's batch was drawn in
@@ -334,6 +336,9 @@ def run_training(cfg: SRPOConfig) -> int:
             if switch is not None:
                 metrics.message(switch.message())
                 record["stage/switched"] = 1.0  # the next step is the first of stage 2
+            # wall clock of the iteration up to here: the phases, what lies between them, and an evaluation if
+            # one ran (time/step_s sums the phases only); checkpoint saving comes after
+            record["time/iteration_s"] = time.perf_counter() - started
             metrics.log(step, record)
             stop = preemption.agreed()
             if stop or (cfg.train.save_interval and step % cfg.train.save_interval == 0) or step == cfg.train.steps:
