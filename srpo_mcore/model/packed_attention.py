@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 
-# A sample joins the group of a longer one when it is at least this fraction of that one's length, so a group does at
-# most 1 / GROUP_FILL times the attention work of its samples unpadded (benchmarks/packed_attention.py).
+# A sample joins the group of a longer one when it is at least this fraction of that one's length, so a padded group
+# holds at most 1 / GROUP_FILL times its samples' tokens and 1 / GROUP_FILL**2 times their attention scores; chosen by
+# benchmarks/packed_attention.py (fewer SDPA calls vs less padding).
 GROUP_FILL = 0.5
 
 
