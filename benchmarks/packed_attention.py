@@ -2,6 +2,7 @@
 
     python -m benchmarks.packed_attention                       # table; 1 thread (a trainer rank on this machine)
     python -m benchmarks.packed_attention --threads 2 --json out.json
+    python -m benchmarks.packed_attention --rows quickstart --heads 2x1x32
 
 Times, for one layer on one packed row, the forward + backward (autograd, gradients of q, k, v) of
 
@@ -134,14 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", default="quickstart,long-tail,one-long", help="comma-separated subset of the rows")
+    p.add_argument("--heads", default=",".join(f"{h}x{g}x{d}" for h, g, d in HEADS),
+                   help="comma-separated query-heads x KV-groups x head-dim shapes")
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     print(f"threads {args.threads}, repeats {args.repeats}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     results = []
+    shapes = [tuple(int(x) for x in shape.split("x")) for shape in args.heads.split(",")]
+    wanted = args.rows.split(",")
     for name, lengths in rows(args.seed).items():
-        for heads, groups, dim in HEADS:
+        if name not in wanted:
+            continue
+        for heads, groups, dim in shapes:
             timings = measure(lengths, heads, groups, dim, args.repeats)
             shape = f"{name} ({len(lengths)} samples, {sum(lengths)} tok) h{heads} g{groups} d{dim}"
             print(f"\n{shape}")
@@ -151,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                             "ms": timings})
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "repeats": args.repeats, "loadavg": load, "results": results}, f,
-                      indent=2)
+            json.dump({"threads": args.threads, "repeats": args.repeats, "loadavg": load,
+                       "loadavg_after": os.getloadavg(), "results": results}, f, indent=2)
         print(f"wrote {args.json}")
     return 0
 
