@@ -143,4 +143,10 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, *, pre_process: bo
         position_embedding_type="rope",
         rotary_base=int(model.rotary_base),
     )
+    if resolve_transformer_impl(model) == "local":
+        from srpo_mcore.model.packed_rope import PackedRotaryEmbedding
+
+        # the local spec's packed attention takes RoPE'd q/k from Megatron's unfused THD RoPE, which is one rotation
+        # of the whole row when the frequencies come per token (TE's spec keeps Megatron's RotaryEmbedding)
+        gpt.rotary_pos_emb = PackedRotaryEmbedding(gpt.rotary_pos_emb)
     return gpt.to(platform.default_device())
