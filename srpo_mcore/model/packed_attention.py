@@ -108,7 +108,7 @@ def packed_layout(boundaries: tuple[int, ...], device: torch.device, fill: float
     groups, order, offset = [], [0] * boundaries[-1], 0
     for samples in members:
         width = lengths[samples[0]]
-        slots = []
+        slots: list[int] = []
         for row, i in enumerate(samples):
             last = starts[i] + lengths[i] - 1
             slots.extend(min(starts[i] + j, last) for j in range(width))

@@ -54,6 +54,7 @@ import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -152,7 +153,7 @@ def request_seeds(seed: int | Sequence[int], n_prompts: int, n: int) -> list[int
     return seeds
 
 
-def stream_finished(llm, requests: list[dict], params: list) -> Iterator[tuple[int, object]]:
+def stream_finished(llm, requests: list[dict], params: list) -> Iterator[tuple[int, Any]]:
     """``(request index, RequestOutput)`` of ``requests`` as vLLM finishes them (finishing order), from one
     ``LLM``: what ``LLM.generate`` does (``enqueue`` then ``llm_engine.step()`` until nothing is unfinished), with
     each finished request handed out at once instead of all at the end. The engine must hold no other requests.
@@ -281,22 +282,22 @@ class RolloutEngine:
         if not 0 < sampling.max_tokens <= self.cfg.max_response_length:
             raise ValueError(f"max_tokens={sampling.max_tokens}; rollout.max_response_length="
                              f"{self.cfg.max_response_length}")
-        prompts = [tuple(int(t) for t in p) for p in prompts]
-        for i, p in enumerate(prompts):
+        token_prompts = [tuple(int(t) for t in p) for p in prompts]
+        for i, p in enumerate(token_prompts):
             if not 0 < len(p) <= self.cfg.max_prompt_length:
                 raise ValueError(f"prompt {i} has {len(p)} tokens; rollout.max_prompt_length="
                                  f"{self.cfg.max_prompt_length}")
-        seeds = request_seeds(seed, len(prompts), n)
-        self._check_same_everywhere(("generate", prompts, n, sampling, seeds))
-        lo, hi = shard_bounds(len(prompts), self.num_engines, self.engine_index)
+        seeds = request_seeds(seed, len(token_prompts), n)
+        self._check_same_everywhere(("generate", token_prompts, n, sampling, seeds))
+        lo, hi = shard_bounds(len(token_prompts), self.num_engines, self.engine_index)
         meta, token_ids, logprobs = [], [], []
         if hi > lo:
             params = [self._sampling_params(sampling, n, seeds[i]) for i in range(lo, hi)]
-            requests = [{"prompt_token_ids": list(prompts[i])} for i in range(lo, hi)]
+            requests = [{"prompt_token_ids": list(token_prompts[i])} for i in range(lo, hi)]
             done: dict[int, list[RolloutSample]] = {}
             for k, out in stream_finished(self.llm, requests, params):
                 i = lo + k
-                done[i] = [self._sample(prompts[i], i, j, c) for j, c in enumerate(out.outputs)]
+                done[i] = [self._sample(token_prompts[i], i, j, c) for j, c in enumerate(out.outputs)]
                 if on_prompt_done is not None:
                     on_prompt_done(i, done[i])
             for i in range(lo, hi):
@@ -305,7 +306,7 @@ class RolloutEngine:
                     token_ids.append(s.response_token_ids.tolist())
                     logprobs.append(s.logprobs.tolist())
         local = RaggedRows.build(meta, logprobs, token_ids, columns=4)
-        samples = [RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=prompts[i], response_token_ids=ids,
+        samples = [RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=token_prompts[i], response_token_ids=ids,
                                  logprobs=lps, finish_reason=FINISH_REASONS[finish], weights_version=version)
                    for part in self._gather_engine_results(local)
                    for (i, j, finish, version), ids, lps in part.views()]

@@ -74,9 +74,10 @@ class TokenLoss:
         self._check(out)
         cfg, ex = self.loss_config, mb.extras
         b, s = ex["targets"].shape
-        fused = isinstance(out, LMHeadInput)
-        if fused:  # the loss's log-probs and entropy: one chunked pass over the vocabulary
-            logp, ent = self._fused_logprobs(out, ex["targets"], entropy=True)
+        head = out if isinstance(out, LMHeadInput) else None  # the fused path's input; None: logits
+        fused = head is not None
+        if head is not None:  # the loss's log-probs and entropy: one chunked pass over the vocabulary
+            logp, ent = self._fused_logprobs(head, ex["targets"], entropy=True)
         if old_from_forward:
             if fused:
                 current = logp.detach().float()
@@ -92,7 +93,8 @@ class TokenLoss:
             "ref_logp": ex["ref_logprobs"].reshape(-1) if with_reference else None,
             "seq_ids": _sequence_ids(mb) if cfg.needs_seq_ids else None,
         }
-        if not fused:
+        if head is None:
+            assert isinstance(out, torch.Tensor)
             return self._loss(out.reshape(b * s, -1), ex["targets"].reshape(-1), **per_token, config=cfg,
                               num_global_tokens=1.0, num_global_seqs=1.0, compute_entropy=True, **self._kwargs)
         loss, metrics = self._loss_from_logprobs(
@@ -100,7 +102,7 @@ class TokenLoss:
             per_token["loss_mask"], per_token["ref_logp"], per_token["rollout_logp"], per_token["seq_ids"],
             config=cfg, num_global_tokens=1.0, num_global_seqs=1.0,
         )
-        out_dtype = torch.promote_types(out.hidden.dtype, torch.float32)  # as the logits path returns it
+        out_dtype = torch.promote_types(head.hidden.dtype, torch.float32)  # as the logits path returns it
         return loss.to(out_dtype), {k: v.to(out_dtype) for k, v in metrics.items()}
 
 
