@@ -34,6 +34,9 @@ def inputs(tmp_path):
     return {"ckpt": ckpt, "bad": bad, "good": good, "run": tmp_path / "run"}
 
 
+TP2 = ("parallel.tensor_model_parallel_size=2", "rollout.tensor_parallel_size=2")  # the quickstart runs TP1 x DP
+
+
 def argv_for(inputs, train_file):
     return ["--config", str(REPO_ROOT / "configs/quickstart.yaml"), f"train.init_checkpoint={inputs['ckpt']}",
             f"data.math_train_files=[{train_file}]", "data.code_train_files=[]", f"data.eval_files=[{inputs['good']}]",
@@ -66,7 +69,7 @@ def test_under_torchrun_only_rank_0_reports_and_no_rank_raises(inputs):
 def test_world_size_that_cannot_hold_the_layout_is_one_line(inputs, monkeypatch, capsys):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("RANK", raising=False)
-    assert load_entry_point().main([*argv_for(inputs, inputs["good"]), "--nproc", "3"]) == 2
+    assert load_entry_point().main([*argv_for(inputs, inputs["good"]), *TP2, "--nproc", "3"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: config error at 'parallel': world size 3 is not divisible by TP x PP")
 
@@ -79,11 +82,13 @@ def test_plain_start_relaunches_itself_under_torchrun(inputs, monkeypatch):
 
     monkeypatch.setattr(distributed, "relaunch_under_torchrun", lambda *args: calls.append(args) or 0)
     entry = load_entry_point()
-    argv = argv_for(inputs, inputs["good"])
+    argv = [*argv_for(inputs, inputs["good"]), *TP2]
     assert entry.main(argv) == 0
-    ((program, relaunched_argv, nproc),) = calls
+    assert entry.main(argv_for(inputs, inputs["good"])) == 0
+    ((program, relaunched_argv, nproc), (_, _, nproc_quickstart)) = calls
     assert program == entry.__file__ and relaunched_argv == argv
-    assert nproc == 2  # lcm(TP x PP = 2, rollout TP = 2) for the quickstart config
+    assert nproc == 2  # lcm(TP x PP = 2, rollout TP = 2)
+    assert nproc_quickstart == 1  # the quickstart's data-parallel layout fits one rank (make quickstart asks for 2)
     assert not inputs["run"].exists()  # the ranks build the run, not the launcher
 
 
