@@ -23,7 +23,8 @@ CASES = ["tp1_fused", "tp1_logits", "tp2_fused", "tp2_logits", "tp2_fused_kl", "
 @pytest.fixture(scope="module")
 def findings(tiny_hf_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("old_logprobs") / "findings.json"
-    run_torchrun(WORKER, 2, "--hf", str(tiny_hf_dir), "--out", str(out), timeout=900)
+    run_torchrun(WORKER, 2, "--hf", str(tiny_hf_dir), "--out", str(out), timeout=900,
+                 env={"PYTHONPATH": str(REPO_ROOT)})  # the worker imports the parity worker's rollout_samples
     return json.loads(out.read_text())
 
 

@@ -24,9 +24,9 @@ from srpo_mcore.config import load_config  # noqa: E402
 from srpo_mcore.distributed import init_model_parallel  # noqa: E402
 from srpo_mcore.model.forward import sequence_multiple  # noqa: E402
 from srpo_mcore.rollout.guard import MismatchGuard  # noqa: E402
-from srpo_mcore.tasks.scoring import ScoredSample  # noqa: E402
 from srpo_mcore.train.batch import build_micro_batches, plan_rank_micro_batches  # noqa: E402
 from srpo_mcore.train.policy import Policy  # noqa: E402
+from tests.distributed.workers.qwen2_parity import rollout_samples  # noqa: E402  (rollout log-probs replaced below)
 
 # name -> (TP, PP, loss path, config overrides)
 CASES = {
@@ -37,20 +37,6 @@ CASES = {
     "tp2_fused_kl": (2, 1, "fused", ["algorithm.kl_coef=0.05", "algorithm.entropy_coef=0.01"]),
     "pp2_fused": (1, 2, "fused", ["algorithm.tis_cap=1.2"]),
 }
-
-
-def rollout_samples(n=8, seed=3):
-    """Fixed synthetic rollouts (same on every rank); their rollout log-probs are replaced in one_update."""
-    g = torch.Generator().manual_seed(seed)
-    samples = []
-    for i in range(n):
-        prompt = torch.randint(1, 200, (int(torch.randint(3, 7, (1,), generator=g)),), generator=g).tolist()
-        response = torch.randint(1, 200, (int(torch.randint(2, 12, (1,), generator=g)),), generator=g)
-        samples.append(ScoredSample(group=i // 4, prompt_id=str(i), domain="math", prompt_ids=prompt,
-                                    response_ids=response, finish_reason="stop",
-                                    rollout_logprobs=torch.zeros(len(response)),
-                                    advantage=float(torch.randn(1, generator=g))))
-    return samples
 
 
 def one_update(hf_dir, tp, pp, path, overrides, mode, old_noise=0.0):
