@@ -12,7 +12,6 @@ Every rank records what it measured; rank 0 writes ``{key: [value per rank]}`` t
 """
 
 import argparse
-import json
 import os
 import time
 import uuid
@@ -39,14 +38,10 @@ from srpo_mcore.rollout.guard import MismatchGuard, StaleWeightsError  # noqa: E
 from srpo_mcore.rollout.weight_sync import WeightSync, WeightSyncError  # noqa: E402
 from srpo_mcore.train.optim import build_optimizer, wrap_ddp  # noqa: E402
 from tests.rollout.megatron_logprobs import megatron_logprobs  # noqa: E402
+from tests.rollout.worker_results import record, write_gathered  # noqa: E402
 
-RESULTS: dict = {}
 STOP_IDS = tuple(range(3, 23))  # ~10% of the vocabulary: some samples stop, some hit max_tokens
 ALL_IDS = tuple(range(200))
-
-
-def record(key, value):
-    RESULTS[key] = value
 
 
 def fixed_sequences(count=4, seed=11):
@@ -319,11 +314,7 @@ def main():
     t0 = time.monotonic()
     engine = {"tp2": run_tp2, "tp2pp2": run_tp2pp2}[args.layout](args)
     record("seconds", time.monotonic() - t0)
-    gathered = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, RESULTS)
-    if dist.get_rank() == 0:
-        merged = {k: [part.get(k) for part in gathered] for k in gathered[0]}
-        Path(args.out).write_text(json.dumps(merged, indent=1))
+    write_gathered(args.out)
     shutdown_job(engine)
 
 

@@ -15,7 +15,6 @@ Every rank records what it saw; rank 0 writes ``{key: [value per rank]}`` to --o
 
 import argparse
 import hashlib
-import json
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,14 +36,10 @@ from srpo_mcore.rollout.engine import RolloutEngine, SamplingOptions, shard_boun
 from srpo_mcore.rollout.env import configure_vllm_environment  # noqa: E402
 from srpo_mcore.rollout.packed import RolloutDivergenceError  # noqa: E402
 from srpo_mcore.tasks.scoring import StreamingScorer, score_rollouts  # noqa: E402
+from tests.rollout.worker_results import record, write_gathered  # noqa: E402
 
-RESULTS: dict = {}
 STOP_IDS = tuple(range(3, 23))  # ~10% of the vocabulary: some samples stop, some hit max_tokens
 N = 3
-
-
-def record(key, value):
-    RESULTS[key] = value
 
 
 class DigitTokenizer:
@@ -141,11 +136,7 @@ def main():
             record(f"divergent_{tag}/message", str(err)[:300])
     record("after_divergence_still_generates", len(engine.generate(prompts[:2], 1, options, seed=5)) == 2)
 
-    gathered = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, RESULTS)
-    if dist.get_rank() == 0:
-        merged = {k: [part.get(k) for part in gathered] for k in gathered[0]}
-        Path(args.out).write_text(json.dumps(merged, indent=1))
+    write_gathered(args.out)
     shutdown_job(engine)
 
 
