@@ -294,17 +294,18 @@ class RolloutEngine:
         if hi > lo:
             params = [self._sampling_params(sampling, n, seeds[i]) for i in range(lo, hi)]
             requests = [{"prompt_token_ids": list(token_prompts[i])} for i in range(lo, hi)]
-            done: dict[int, list[RolloutSample]] = {}
+            done: dict[int, list[tuple[str, list[int], list[float]]]] = {}
             for k, out in stream_finished(self.llm, requests, params):
                 i = lo + k
-                done[i] = [self._sample(token_prompts[i], i, j, c) for j, c in enumerate(out.outputs)]
+                done[i] = [self._completion(i, j, c) for j, c in enumerate(out.outputs)]
                 if on_prompt_done is not None:
-                    on_prompt_done(i, done[i])
+                    on_prompt_done(i, [self._local_sample(token_prompts[i], i, j, *row)
+                                       for j, row in enumerate(done[i])])
             for i in range(lo, hi):
-                for s in done[i]:
-                    meta.append((i, s.sample_index, FINISH_REASONS.index(s.finish_reason), s.weights_version))
-                    token_ids.append(s.response_token_ids.tolist())
-                    logprobs.append(s.logprobs.tolist())
+                for j, (finish, ids, lps) in enumerate(done[i]):
+                    meta.append((i, j, FINISH_REASONS.index(finish), self.weights_version))
+                    token_ids.append(ids)
+                    logprobs.append(lps)
         local = RaggedRows.build(meta, logprobs, token_ids, columns=4)
         samples = [RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=token_prompts[i], response_token_ids=ids,
                                  logprobs=lps, finish_reason=FINISH_REASONS[finish], weights_version=version)
@@ -312,14 +313,20 @@ class RolloutEngine:
                    for (i, j, finish, version), ids, lps in part.views()]
         return sorted(samples, key=lambda s: (s.prompt_index, s.sample_index))
 
-    def _sample(self, prompt: tuple[int, ...], i: int, j: int, completion) -> RolloutSample:
-        """One of vLLM's completions as a local :class:`RolloutSample` (its finish reason checked)."""
+    @staticmethod
+    def _completion(i: int, j: int, completion) -> tuple[str, list[int], list[float]]:
+        """``(finish reason, token ids, log-probs)`` of one of vLLM's completions (its finish reason checked)."""
         if completion.finish_reason not in FINISH_REASONS:
             raise RuntimeError(f"prompt {i} sample {j} finished with {completion.finish_reason!r}")
         lps = [step[tok].logprob for step, tok in zip(completion.logprobs, completion.token_ids)]
+        return completion.finish_reason, list(completion.token_ids), lps
+
+    def _local_sample(self, prompt: tuple[int, ...], i: int, j: int, finish: str, ids: list[int],
+                      lps: list[float]) -> RolloutSample:
+        """A finished completion as a :class:`RolloutSample` of its own tensors (what ``on_prompt_done`` gets)."""
         return RolloutSample(prompt_index=i, sample_index=j, prompt_token_ids=prompt,
-                             response_token_ids=torch.tensor(list(completion.token_ids), dtype=torch.int32),
-                             logprobs=torch.tensor(lps, dtype=torch.float32), finish_reason=completion.finish_reason,
+                             response_token_ids=torch.tensor(ids, dtype=torch.int32),
+                             logprobs=torch.tensor(lps, dtype=torch.float32), finish_reason=finish,
                              weights_version=self.weights_version)
 
     def prompt_logprobs(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
