@@ -16,6 +16,13 @@ from dataclasses import dataclass
 import torch
 
 
+def segment_positions(cu_seqlens: torch.Tensor, total: int, device: torch.device | str) -> torch.Tensor:
+    """``[total]`` positions of a packed row's tokens in their own samples: ``0 .. n-1`` in every segment
+    ``[cu_seqlens[i], cu_seqlens[i+1])`` (``cu_seqlens[-1] == total``)."""
+    starts = cu_seqlens[:-1].long().to(device)
+    lengths = cu_seqlens[1:].long().to(device) - starts
+    return torch.arange(total, device=device) - torch.repeat_interleave(starts, lengths, output_size=total)
+
 @dataclass
 class MicroBatch:
     """Token ids ``[b, s]`` plus whatever the loss needs (kept on every stage, used on the last).
@@ -48,12 +55,9 @@ class MicroBatch:
     def position_ids(self) -> torch.Tensor:
         """``[b, s]`` positions: 0.. per row, or restarting at 0 at every packed boundary."""
         b, s = self.shape
-        positions = torch.arange(s, device=self.device)
-        if self.cu_seqlens is not None:
-            starts = self.cu_seqlens[:-1].long()
-            lengths = self.cu_seqlens[1:].long() - starts
-            positions = positions - torch.repeat_interleave(starts, lengths, output_size=s)
-        return positions.expand(b, s)
+        if self.cu_seqlens is None:
+            return torch.arange(s, device=self.device).expand(b, s)
+        return segment_positions(self.cu_seqlens, s, self.device).expand(b, s)
 
     def packed_seq_params(self):
         """Megatron's ``PackedSeqParams`` (THD) for a packed row, None for plain rows."""

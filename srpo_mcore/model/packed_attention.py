@@ -46,11 +46,13 @@ class PackedDotProductAttention(DotProductAttention):
             raise ValueError(f"packed attention supports qkv_format='thd', got {packed_seq_params.qkv_format!r}")
         if attention_bias is not None:
             raise ValueError("packed attention does not take an attention bias")
-        return packed_causal_attention(query, key, value, _boundaries(packed_seq_params), scale=self.softmax_scale,
+        return packed_causal_attention(query, key, value, packed_boundaries(packed_seq_params), scale=self.softmax_scale,
                                        dropout_p=self.config.attention_dropout if self.training else 0.0)
 
 
-def _boundaries(params) -> list[int]:
+def packed_boundaries(params) -> list[int]:
+    """The sample boundaries of a THD micro-batch's ``PackedSeqParams`` (the padded ones where given); self-attention:
+    the key boundaries must be the query's."""
     cu = params.cu_seqlens_q_padded if params.cu_seqlens_q_padded is not None else params.cu_seqlens_q
     kv = params.cu_seqlens_kv_padded if params.cu_seqlens_kv_padded is not None else params.cu_seqlens_kv
     if kv is not None and kv is not cu and not torch.equal(cu.cpu(), kv.cpu()):

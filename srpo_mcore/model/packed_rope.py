@@ -20,15 +20,15 @@ import functools
 
 import torch
 
+from srpo_mcore.model.forward import segment_positions
+from srpo_mcore.model.packed_attention import packed_boundaries
+
 
 @functools.lru_cache(maxsize=16)
 def packed_positions(boundaries: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """``[boundaries[-1]]`` positions of the tokens in their samples: ``0 .. n-1`` for each ``[b_i, b_{i+1})``."""
-    lengths = torch.tensor([e - s for s, e in zip(boundaries, boundaries[1:])], dtype=torch.long)
-    starts = torch.tensor(boundaries[:-1], dtype=torch.long)
-    total = boundaries[-1]
-    positions = torch.arange(total) - torch.repeat_interleave(starts, lengths, output_size=total)
-    return positions.to(device)
+    """``[boundaries[-1]]`` positions of the tokens in their samples: ``0 .. n-1`` for each ``[b_i, b_{i+1})`` (the
+    micro-batch's ``position_ids``, cached per boundaries: every layer's attention asks)."""
+    return segment_positions(torch.tensor(boundaries), boundaries[-1], device)
 
 
 class PackedRotaryEmbedding(torch.nn.Module):
@@ -44,12 +44,7 @@ class PackedRotaryEmbedding(torch.nn.Module):
     def get_rotary_seq_len(self, inference_context, transformer, transformer_input, transformer_config,
                            packed_seq_params=None, **kwargs) -> int:
         thd = packed_seq_params is not None and packed_seq_params.qkv_format == "thd"
-        if thd:
-            cu = (packed_seq_params.cu_seqlens_q_padded if packed_seq_params.cu_seqlens_q_padded is not None
-                  else packed_seq_params.cu_seqlens_q)
-            self._boundaries = tuple(cu.tolist())
-        else:
-            self._boundaries = None
+        self._boundaries = tuple(packed_boundaries(packed_seq_params)) if thd else None
         return self.rotary.get_rotary_seq_len(inference_context, transformer, transformer_input, transformer_config,
                                               packed_seq_params, **kwargs)
 
