@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 from srpo_kernels._tp import ProcessGroup, VocabShard
-from srpo_kernels.grpo_loss_reference import GRPOLossConfig, _flatten_grpo_inputs
+from srpo_kernels.grpo_loss_reference import METRIC_NAMES, GRPOLossConfig, _flatten_grpo_inputs
 from srpo_kernels.logprobs import forward_stats, logprob_grad
 from srpo_kernels.logprobs_reference import _check_inputs
 from srpo_kernels.triton_utils import check_triton_device, row_major
@@ -31,8 +31,7 @@ from srpo_kernels.triton_utils import check_triton_device, row_major
 _MASKED_TARGET = -1  # ignore_index given to the log-prob kernels for loss-masked tokens
 # Per-block sums written by the token kernel, in this order; "loss" uses the loss weights, the rest the
 # token-mean metric weights.
-_SUMS = ("loss", "pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl",
-         "dual_clip_frac", "kl_loss", "entropy", "tis_clip_frac")
+_SUMS = ("loss", *METRIC_NAMES)
 
 
 @triton.jit
@@ -219,11 +218,6 @@ def grpo_loss(
         None if config.tis_cap is None else rollout.contiguous(),
         loss_w, metric_w, shard, tp_group, 1.0 / float(temperature), config, need_entropy, block_v,
     )
-    enabled = {
-        "dual_clip_frac": config.dual_clip_c is not None,
-        "kl_loss": config.kl_coef != 0.0,
-        "entropy": need_entropy,
-        "tis_clip_frac": config.tis_cap is not None,
-    }
-    metrics = {name: value for name, value in zip(_SUMS[1:], metric_values.unbind()) if enabled.get(name, True)}
+    enabled = config.metric_names(entropy=need_entropy)
+    metrics = {name: value for name, value in zip(_SUMS[1:], metric_values.unbind()) if name in enabled}
     return loss, metrics

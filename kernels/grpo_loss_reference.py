@@ -79,6 +79,18 @@ class GRPOLossConfig:
     def needs_seq_ids(self) -> bool:
         return self.loss_agg_mode != "token-mean"
 
+    def metric_names(self, *, entropy: bool) -> tuple[str, ...]:
+        """The metrics a loss call under this config returns (in :data:`METRIC_NAMES` order); ``entropy``: whether
+        the call computes the entropy (always when ``entropy_coef`` is set)."""
+        enabled = {"dual_clip_frac": self.dual_clip_c is not None, "kl_loss": self.kl_coef != 0.0,
+                   "entropy": entropy or self.entropy_coef != 0.0, "tis_clip_frac": self.tis_cap is not None}
+        return tuple(name for name in METRIC_NAMES if enabled.get(name, True))
+
+
+# Every metric any config can give, in the order the kernels write their sums.
+METRIC_NAMES = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "dual_clip_frac", "kl_loss", "entropy",
+                "tis_clip_frac")
+
 
 def reference_grpo_loss(
     logits: torch.Tensor,

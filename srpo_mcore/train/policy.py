@@ -37,9 +37,6 @@ from srpo_mcore.model.qwen2 import build_model
 from srpo_mcore.train.loss import TokenLoss
 from srpo_mcore.train.optim import LRScheduler, build_optimizer, wrap_ddp
 
-LOSS_METRICS = ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy", "kl_loss")
-
-
 class Policy:
     def __init__(self, cfg: SRPOConfig, state: ParallelState):
         from srpo_kernels.grpo_loss_reference import GRPOLossConfig
@@ -58,6 +55,7 @@ class Policy:
             kl_coef=alg.kl_coef, entropy_coef=alg.entropy_coef, tis_cap=alg.tis_cap,
             loss_agg_mode=alg.loss_aggregation,
         )
+        self.loss_metrics = loss_config.metric_names(entropy=True)  # the loss always computes the entropy
         self.token_loss = TokenLoss(
             fused=cfg.train.fused_lm_head, backend=cfg.train.kernel_backend, loss_config=loss_config,
             vocab_size=cfg.model.vocab_size, temperature=cfg.rollout.temperature,
@@ -155,7 +153,7 @@ class Policy:
         forward computes the same function as the forward-only pass: the model has no dropout
         (srpo_mcore/model/qwen2.py sets hidden and attention dropout to 0)."""
         token_mean = self.cfg.algorithm.loss_aggregation == "token-mean"
-        sums = {k: 0.0 for k in ("loss", *LOSS_METRICS)}
+        sums = {k: 0.0 for k in ("loss", *self.loss_metrics)}
 
         def loss_fn(head_output, mb):
             loss, metrics = self.token_loss.loss(head_output, mb, with_reference=self.reference is not None,
@@ -164,9 +162,8 @@ class Policy:
             count = mask.sum() if token_mean else mb.extras["num_sequences"]  # samples with response tokens
             # summed on the device (no host sync per micro-batch); out of place: loss.detach() shares loss's storage
             sums["loss"] = sums["loss"] + loss.detach()
-            for key in LOSS_METRICS:
-                if key in metrics:
-                    sums[key] = sums[key] + metrics[key].detach()
+            for key in self.loss_metrics:
+                sums[key] = sums[key] + metrics[key].detach()
             return loss, count.to(torch.int), {}
 
         self.ddp.zero_grad_buffer()

@@ -1,6 +1,7 @@
 """The on-policy fast path (``train.old_logprobs=auto``: old log-probs from the training forward, detached) equals
 the separate forward-only pass (``recompute``) for the real Policy at TP1 (DP2), TP2 and PP2, through the fused LM
-head and the logits path, with TIS, a seq-mean aggregation and a KL reference (one 2-rank gloo launch).
+head and the logits path, with TIS, dual clip, a seq-mean aggregation and a KL reference (one 2-rank gloo launch),
+and that the step's metrics hold exactly the loss terms the configuration computes (TIS, dual clip, KL).
 
 The rank code is tests/distributed/workers/old_logprobs.py; here we assert on what it found. Measured on CPU (fp32,
 torch backend): every difference is exactly 0 (the same forward numerics with and without autograd), so the bounds
@@ -36,6 +37,10 @@ def test_old_logprobs_from_the_training_forward_equal_the_separate_pass(findings
     assert len(ranks) == 2 and sum(r["tokens"] for r in ranks) > 0  # PP2: the first stage holds no log-probs
     for r in ranks:
         assert r["metric_keys"] is not None and "loss/pg_loss" in r["metric_keys"], r
+        # every metric the configured loss computes is logged, and none it does not compute
+        assert ("loss/tis_clip_frac" in r["metric_keys"]) == (case != "tp2_fused_kl"), r["metric_keys"]
+        assert ("loss/dual_clip_frac" in r["metric_keys"]) == (case == "tp1_logits"), r["metric_keys"]
+        assert ("loss/kl_loss" in r["metric_keys"]) == (case == "tp2_fused_kl"), r["metric_keys"]
         assert r["metrics"] <= 1e-6 and r["guard"] <= 1e-9 and r["trainer_logprobs"] <= 1e-6, r
         assert r["grad_rel"] <= 1e-6 and r["weights"] <= 1e-6, r
         assert r["zero_grads"] == [], r

@@ -221,6 +221,10 @@ def test_triton_matches_fp64_reference(name):
     assert_rel_close(grad, ref_grad, "grad")
     assert grad.dtype == torch.float32 and (grad[~mask] == 0).all()  # masked rows: exact zeros
     assert set(metrics) == set(ref_metrics)
+    # what the trainer logs (Policy.loss_metrics) is what the fp64 reference computes for this config
+    assert config.metric_names(entropy=kwargs.get("compute_entropy", False)) == tuple(
+        k for k in ("pg_loss", "clip_frac_low", "clip_frac_high", "approx_kl", "dual_clip_frac", "kl_loss", "entropy",
+                    "tis_clip_frac") if k in ref_metrics)
     for key in metrics:
         assert not metrics[key].requires_grad
         assert metrics[key].item() == pytest.approx(ref_metrics[key].item(), rel=1e-5, abs=1e-7), key

@@ -31,7 +31,7 @@ from tests.distributed.workers.qwen2_parity import rollout_samples  # noqa: E402
 # name -> (TP, PP, loss path, config overrides)
 CASES = {
     "tp1_fused": (1, 1, "fused", ["algorithm.tis_cap=1.2"]),
-    "tp1_logits": (1, 1, "logits", ["algorithm.tis_cap=1.2"]),
+    "tp1_logits": (1, 1, "logits", ["algorithm.tis_cap=1.2", "algorithm.dual_clip_c=3.0"]),
     "tp2_fused": (2, 1, "fused", ["algorithm.tis_cap=1.2", "algorithm.loss_aggregation=seq-mean-token-mean"]),
     "tp2_logits": (2, 1, "logits", ["algorithm.tis_cap=1.2"]),
     "tp2_fused_kl": (2, 1, "fused", ["algorithm.kl_coef=0.05", "algorithm.entropy_coef=0.01"]),
