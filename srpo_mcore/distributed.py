@@ -116,8 +116,7 @@ def init_model_parallel(tp: int, pp: int, seed: int, backend: str = "auto") -> P
     world = dist.get_world_size()
     if world % (tp * pp) != 0:
         raise ConfigError("parallel", f"world size {world} is not divisible by TP x PP = {tp * pp}")
-    if mpu.model_parallel_is_initialized():
-        mpu.destroy_model_parallel()
+    destroy_model_parallel()  # a second layout in one process (tests, tools): free the first one's groups
     mpu.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
     platform.adapt_megatron_for_cpu()
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
@@ -132,7 +131,20 @@ def init_model_parallel(tp: int, pp: int, seed: int, backend: str = "auto") -> P
 
 
 def destroy_model_parallel() -> None:
+    """Megatron's ``destroy_model_parallel()``, which only forgets its groups, plus destroying the process groups
+    it created (its ``_global_process_group_list``, this rank's members): each gloo group holds its own threads
+    and sockets, and a process that re-initialised Megatron per layout (the parity workers: ~660 groups per rank)
+    kept every earlier layout's alive. Nothing may use those groups afterwards."""
     from megatron.core import parallel_state as mpu
 
-    if mpu.model_parallel_is_initialized():
-        mpu.destroy_model_parallel()
+    if not mpu.model_parallel_is_initialized():
+        return
+    created = list({id(g): g for g in (getattr(mpu, "_global_process_group_list", None) or [])
+                    if g is not None and g is not dist.GroupMember.WORLD}.values())  # each once
+    mpu.destroy_model_parallel()
+    if dist.is_initialized():
+        for group in created:
+            try:
+                dist.destroy_process_group(group)
+            except ValueError:  # "Invalid process group": Megatron's destroy already took down some gloo groups
+                pass

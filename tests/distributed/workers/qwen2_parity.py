@@ -244,6 +244,9 @@ def main():
 
 
 def finish(local, out_path):
+    # Process groups still alive after ~20 Megatron initialisations (each layout re-initialises): one layout's
+    # worth when init_model_parallel frees the previous one's (gloo groups hold threads and sockets)
+    local[f"live_process_groups_rank{dist.get_rank()}"] = len(dist.distributed_c10d._world.pg_map)
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, local)
     if dist.get_rank() == 0:
