@@ -2,7 +2,7 @@
 
 A GRPO group samples the same prompt many times, and a policy that has learnt a task writes the same program again
 and again (the quickstart's stage 2: most of a group's 8 programs are the same line). Running each copy in the
-sandbox costs a launch (a round trip to the warm sandbox and a forked test process: ~2-4 ms of CPU for a one-line
+sandbox costs a launch (a round trip to the warm sandbox and a forked test process: ~1.6 ms of CPU for a one-line
 program, docs/benchmarks.md "Rewards") and teaches nothing new.
 :class:`CodeVerdictCache` runs each distinct ``(program, tests)`` once and hands its :class:`CodeScore` to every copy:
 concurrent copies wait for the first one's launch (no duplicate launches in flight), later ones read the kept verdict
