@@ -37,6 +37,7 @@ from srpo_mcore.model.qwen2 import build_model
 from srpo_mcore.train.loss import TokenLoss
 from srpo_mcore.train.optim import LRScheduler, build_optimizer, wrap_ddp
 
+
 class Policy:
     def __init__(self, cfg: SRPOConfig, state: ParallelState):
         from srpo_kernels.grpo_loss_reference import GRPOLossConfig
