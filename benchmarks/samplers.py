@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.training_runs import REPO_ROOT, metrics_rows, run_env, train
+
 SAMPLERS = {"vanilla": "GRPO (keep all)", "dynamic": "DAPO dynamic sampling", "history_resampling": "History Resampling"}
 COLORS = {"vanilla": "tab:gray", "dynamic": "tab:blue", "history_resampling": "tab:red"}
 HR = "sampling/math/history_resampling/"
@@ -105,10 +103,6 @@ def prepare_base(args, out: Path) -> Path:
     return base
 
 
-def run_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
-
-
 # ------------------------------------------------------------------------------------------------ runs
 
 
@@ -126,35 +120,8 @@ def run_overrides(args, sampler: str, seed: int, run_dir: Path, base: Path, file
 def run_one(args, sampler: str, seed: int, base: Path, files: dict[str, Path], runs: Path) -> Path:
     """One training run; reused when its ``wall_time.json`` says it finished with these settings."""
     run_dir = runs / f"{sampler}-seed{seed}"
-    overrides = run_overrides(args, sampler, seed, run_dir, base, files)
-    done = run_dir / "wall_time.json"
-    if done.is_file() and json.loads(done.read_text()).get("overrides") == overrides:
-        print(f"== {sampler} seed {seed}: reusing {run_dir}", flush=True)
-        return run_dir
-    owner = run_dir / "running.pid"  # another comparison process (same OUT) is training this run: do not clobber it
-    if owner.is_file() and Path(f"/proc/{owner.read_text().strip()}").exists():
-        raise SystemExit(f"error: process {owner.read_text().strip()} is running {run_dir}; wait for it or use "
-                         "another --out")
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    owner.write_text(str(os.getpid()))
-    print(f"== {sampler} seed {seed}: {args.steps} steps -> {run_dir}", flush=True)
-    cmd = [sys.executable, "pretrain_srpo.py", "--nproc", "2", "--config", args.config, *overrides]
-    start = time.time()
-    with (run_dir / "console.log").open("w") as log:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=run_env(), stdout=log, stderr=subprocess.STDOUT,
-                              timeout=args.timeout)
-    wall = time.time() - start
-    if proc.returncode != 0:
-        tail = (run_dir / "console.log").read_text()[-3000:]
-        raise SystemExit(f"error: the {sampler} run with seed {seed} failed ({proc.returncode}); "
-                         f"{run_dir}/console.log ends:\n{tail}")
-    done.write_text(json.dumps({"wall_s": wall, "overrides": overrides}))
-    owner.unlink()
-    return run_dir
+    return train(run_dir, args.config, run_overrides(args, sampler, seed, run_dir, base, files),
+                 label=f"{sampler} seed {seed}, {args.steps} steps", timeout=args.timeout)
 
 
 # ------------------------------------------------------------------------------------------------ reading a run
@@ -162,7 +129,7 @@ def run_one(args, sampler: str, seed: int, base: Path, files: dict[str, Path], r
 
 def summarize_run(run_dir: Path, sampler: str, seed: int) -> dict:
     """The comparison's figures of one run, from its ``metrics.jsonl`` and ``wall_time.json``."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = metrics_rows(run_dir)
     steps = [r for r in rows if r["step"] > 0 and "sampling/rollouts_generated" in r]
     cumulative, total = {0: 0}, 0
     for r in steps:
