@@ -56,7 +56,6 @@ class Policy:
             kl_coef=alg.kl_coef, entropy_coef=alg.entropy_coef, tis_cap=alg.tis_cap,
             loss_agg_mode=alg.loss_aggregation,
         )
-        self.loss_metrics = loss_config.metric_names(entropy=True)  # the loss always computes the entropy
         self.token_loss = TokenLoss(
             fused=cfg.train.fused_lm_head, backend=cfg.train.kernel_backend, loss_config=loss_config,
             vocab_size=cfg.model.vocab_size, temperature=cfg.rollout.temperature,
@@ -142,6 +141,12 @@ class Policy:
         masks = [mb.extras["loss_mask"].bool() for mb in micro_batches]
         return (torch.cat([mb.extras["rollout_logprobs"][m] for mb, m in zip(micro_batches, masks)]),
                 torch.cat([mb.extras["old_logprobs"][m] for mb, m in zip(micro_batches, masks)]))
+
+    @property
+    def loss_metrics(self) -> tuple[str, ...]:
+        """The loss terms this configuration computes and :meth:`train_step` logs (the loss always computes the
+        entropy)."""
+        return self.token_loss.loss_config.metric_names(entropy=True)
 
     def train_step(self, micro_batches: list[MicroBatch], *, global_tokens: float, global_sequences: float,
                    old_from_forward: bool = False) -> dict[str, float]:
