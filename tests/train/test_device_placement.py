@@ -216,6 +216,6 @@ def test_policy_logprob_and_loss_closures_on_device(fake_device, backend, monkey
     assert all(mb.extras["old_logprobs"].device == DEVICE for mb in mbs)
     policy.train_step(mbs, global_tokens=10.0, global_sequences=3.0)
     assert returned and set(returned) == {(DEVICE, DEVICE)}
-    # the step's sums stay on the device until the one all-reduce (metrics a mode does not report stay 0.0)
-    assert isinstance(reduced["loss"], torch.Tensor)
-    assert {v.device for v in reduced.values() if isinstance(v, torch.Tensor)} == {DEVICE}
+    # the step's sums stay on the device until the one all-reduce; every term the config computes is summed
+    assert set(reduced) == {"loss", *policy.loss_metrics} and "tis_clip_frac" in reduced
+    assert all(isinstance(v, torch.Tensor) and v.device == DEVICE for v in reduced.values())
