@@ -133,7 +133,7 @@ def init_model_parallel(tp: int, pp: int, seed: int, backend: str = "auto") -> P
 def destroy_model_parallel() -> None:
     """Megatron's ``destroy_model_parallel()``, which only forgets its groups, plus destroying the process groups
     it created (its ``_global_process_group_list``, this rank's members): each gloo group holds its own threads
-    and sockets, and a process that re-initialised Megatron per layout (the parity workers: ~660 groups per rank)
+    and sockets, and a process that re-initialised Megatron per layout (the parity worker: ~700 groups per rank)
     kept every earlier layout's alive. Nothing may use those groups afterwards."""
     from megatron.core import parallel_state as mpu
 

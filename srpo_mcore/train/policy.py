@@ -159,7 +159,8 @@ class Policy:
         forward computes the same function as the forward-only pass: the model has no dropout
         (srpo_mcore/model/qwen2.py sets hidden and attention dropout to 0)."""
         token_mean = self.cfg.algorithm.loss_aggregation == "token-mean"
-        sums = {k: 0.0 for k in ("loss", *self.loss_metrics)}
+        terms = self.loss_metrics
+        sums = {k: 0.0 for k in ("loss", *terms)}
 
         def loss_fn(head_output, mb):
             loss, metrics = self.token_loss.loss(head_output, mb, with_reference=self.reference is not None,
@@ -168,7 +169,7 @@ class Policy:
             count = mask.sum() if token_mean else mb.extras["num_sequences"]  # samples with response tokens
             # summed on the device (no host sync per micro-batch); out of place: loss.detach() shares loss's storage
             sums["loss"] = sums["loss"] + loss.detach()
-            for key in self.loss_metrics:
+            for key in terms:
                 sums[key] = sums[key] + metrics[key].detach()
             return loss, count.to(torch.int), {}
 

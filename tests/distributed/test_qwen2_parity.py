@@ -163,7 +163,7 @@ def test_packing_parity_catches_attention_across_samples(findings):
 
 def test_each_new_layout_frees_the_process_groups_of_the_last(findings):
     # The worker re-initialises Megatron for ~20 layouts on 4 ranks. Without srpo_mcore.distributed freeing the
-    # groups Megatron created (its destroy_model_parallel only forgets them), ~660 stayed alive per rank, each
+    # groups Megatron created (its destroy_model_parallel only forgets them), ~700 stayed alive per rank, each
     # gloo group with its own threads (~2,000 per rank, load averages of several hundred while this file ran).
     # Measured: 694-704 per rank before, 24 (one layout's groups and the default) after.
     live = [v for k, v in findings[0].items() if k.startswith("live_process_groups_rank")]
